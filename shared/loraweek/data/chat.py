@@ -1,0 +1,102 @@
+"""Chat formatting and label masking.
+
+A training example is a conversation: system prompt, the (scrubbed) customer
+message, and the assistant's JSON answer.  We render it with the tokenizer's *own*
+chat template (never a hand-written one: a mismatch between training and inference
+formats is a classic silent failure), then train only on the assistant's answer
+plus the end-of-turn token.  Everything else gets the label -100, which
+PyTorch's cross-entropy ignores.
+
+Why character offsets and not "everything after the prompt"?  Some templates
+rewrite the assistant turn: Qwen3's inserts an empty ``<think>...</think>`` block
+before the answer.  Training on that block teaches the model to emit it.  Finding
+the answer's characters in the rendered text and mapping them to tokens through
+the tokenizer's offset mapping works for any template that keeps the content
+verbatim, and fails loudly when one does not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loraweek.data.pii import scrub_pii
+from loraweek.data.schema import INTENTS, HelpdeskExample
+
+IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss(ignore_index=-100) skips these positions
+END_OF_TURN = "<|im_end|>"
+
+SYSTEM_PROMPT = (
+    "You are the helpdesk router of a Vietnamese e-commerce and fintech company. "
+    "Answer with one JSON object with the keys intent, priority, language, reply. "
+    f"intent is one of: {', '.join(INTENTS)}. priority is low, medium, high or urgent. "
+    "language is vi or en. reply is a short, polite answer in the customer's language."
+)
+
+
+def scrub_message(text: str) -> str:
+    """PII never reaches the model: it could be memorised and later regurgitated."""
+    return scrub_pii(text)
+
+
+def build_messages(example: HelpdeskExample, with_answer: bool = True) -> list[dict]:
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": scrub_message(example.message)}]
+    if with_answer:
+        messages.append({"role": "assistant", "content": example.target_json()})
+    return messages
+
+
+@dataclass
+class RenderedChat:
+    text: str
+    answer_start: int  # character span of the assistant's answer + end-of-turn token
+    answer_end: int
+
+
+def render_chat(tokenizer, messages: list[dict], end_of_turn: str = END_OF_TURN) -> RenderedChat:
+    """Render with the tokenizer's chat template and locate the trained span."""
+    if messages[-1]["role"] != "assistant":
+        raise ValueError("the last message must be the assistant's answer to train on")
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    answer = messages[-1]["content"]
+    start = text.rfind(answer)
+    if start < 0:
+        raise ValueError("the chat template changed the assistant's content; cannot locate it to mask labels")
+    end = start + len(answer)
+    if not text.startswith(end_of_turn, end):
+        raise ValueError(f"expected {end_of_turn!r} right after the assistant's answer, found {text[end:end + 20]!r}")
+    return RenderedChat(text, start, end + len(end_of_turn))
+
+
+def mask_labels(input_ids: list[int], offsets: list[tuple[int, int]], answer_start: int,
+                answer_end: int) -> list[int]:
+    """Labels = input_ids where the token lies inside [answer_start, answer_end), else -100."""
+    return [tok if start >= answer_start and end <= answer_end and end > start else IGNORE_INDEX
+            for tok, (start, end) in zip(input_ids, offsets)]
+
+
+def tokenize_chat(tokenizer, messages: list[dict], max_len: int | None = None) -> dict | None:
+    """input_ids + labels for one conversation; None if it is longer than max_len."""
+    rendered = render_chat(tokenizer, messages)
+    enc = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
+    if max_len is not None and len(enc["input_ids"]) > max_len:
+        return None
+    labels = mask_labels(enc["input_ids"], enc["offset_mapping"], rendered.answer_start, rendered.answer_end)
+    return {"input_ids": enc["input_ids"], "labels": labels}
+
+
+def tokenize_examples(tokenizer, examples: list[HelpdeskExample], max_len: int) -> tuple[list[dict], int]:
+    """Tokenize a split; return (features, how many were too long and left out)."""
+    features, too_long = [], 0
+    for ex in examples:
+        feat = tokenize_chat(tokenizer, build_messages(ex), max_len)
+        if feat is None:
+            too_long += 1
+        else:
+            features.append(feat)
+    return features, too_long
+
+
+def trained_text(tokenizer, feature: dict) -> str:
+    """Decode only the trained tokens: what the loss actually teaches."""
+    ids = [tok for tok in feature["labels"] if tok != IGNORE_INDEX]
+    return tokenizer.decode(ids, skip_special_tokens=False)

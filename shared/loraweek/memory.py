@@ -1,0 +1,57 @@
+"""Peak memory of a block of work, on GPU or CPU.
+
+On CUDA we ask the caching allocator (`max_memory_allocated`): the tensors' true peak.
+On CPU there is no allocator counter, so a background thread samples the process's
+resident set size (RSS) every few milliseconds; the peak RSS minus the RSS at the
+start is what the block added.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+import torch
+
+MB = 1024 ** 2
+
+
+class PeakMemory:
+    """`with PeakMemory() as mem: ...` then `mem.peak_mb`, `mem.added_mb`, `mem.kind`."""
+
+    def __init__(self, interval_s: float = 0.01):
+        self.interval_s = interval_s
+        self.kind = "CUDA allocated" if torch.cuda.is_available() else "CPU RSS"
+        self.peak_mb = self.start_mb = 0.0
+
+    def __enter__(self):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start_mb = torch.cuda.memory_allocated() / MB
+        else:
+            self._proc = psutil.Process()
+            self.start_mb = self._peak = self._proc.memory_info().rss / MB
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self._peak = max(self._peak, self._proc.memory_info().rss / MB)
+            time.sleep(self.interval_s)
+
+    def __exit__(self, *exc):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+            self.peak_mb = torch.cuda.max_memory_allocated() / MB
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = max(self._peak, self._proc.memory_info().rss / MB)
+        return False
+
+    @property
+    def added_mb(self) -> float:
+        return self.peak_mb - self.start_mb

@@ -1,0 +1,98 @@
+"""Profiles: one code path, three sizes.
+
+A profile only changes *sizes* (model, steps, sequence length, batch) and the
+compute dtype the hardware supports; every notebook calls the same functions in
+every profile.  Resolution order (first match wins):
+
+1. ``NBGRADER_EXECUTION`` is set  -> ``ci`` (grading never runs a student's heavy training);
+2. the ``name`` argument (a papermill parameter), unless it is ``None`` / ``"auto"``;
+3. the ``LORAWEEK_PROFILE`` environment variable;
+4. the hardware: no CUDA -> ``ci``; a GPU with bf16 -> ``gpu``; any other GPU (T4) -> ``colab``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import torch
+
+ENV_VAR = "LORAWEEK_PROFILE"
+PROFILE_NAMES = ("ci", "colab", "gpu")
+CI_MODEL_ID = "loraweek/tiny-qwen2-ci"  # built locally by loraweek.tiny_model, never downloaded
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model_id: str
+    compute_dtype: torch.dtype      # what the 4-bit weights are dequantized to for matmuls
+    max_seq_len: int                # longer examples are dropped *and counted*, never silently
+    train_examples: int             # how many training examples the run samples from
+    eval_examples: int              # validation examples used for eval loss
+    max_steps: int
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    lora_r: int
+    lora_alpha: int
+    sweep_steps: int                # steps per run of the small hyper-parameter sweep
+    eval_every: int
+    save_every: int
+    gradient_checkpointing: bool
+    max_new_tokens: int
+    reason: str = ""                # why this profile was chosen (printed to students)
+
+    def replace(self, **changes) -> "Profile":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if torch.cuda.is_available() and self.name != "ci" else "cpu"
+
+
+def hardware_compute_dtype() -> torch.dtype:
+    """fp32 on CPU, bf16 where the GPU supports it, fp16 otherwise (T4 has no bf16)."""
+    if not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+_SIZES = {
+    "ci": dict(model_id=CI_MODEL_ID, max_seq_len=320, train_examples=3200, eval_examples=96,
+               max_steps=60, batch_size=16, grad_accum=1, learning_rate=3e-3, lora_r=16,
+               lora_alpha=32, sweep_steps=25, eval_every=20, save_every=20,
+               gradient_checkpointing=False, max_new_tokens=64),
+    "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
+                  eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
+                  learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, eval_every=50,
+                  save_every=50, gradient_checkpointing=True, max_new_tokens=160),
+    "gpu": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=512, train_examples=3200,
+                eval_examples=400, max_steps=400, batch_size=32, grad_accum=1,
+                learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=60, eval_every=50,
+                save_every=50, gradient_checkpointing=False, max_new_tokens=160),
+}
+
+
+def _detect() -> tuple[str, str]:
+    if not torch.cuda.is_available():
+        return "ci", "no CUDA GPU found"
+    gpu = torch.cuda.get_device_name(0)
+    if torch.cuda.is_bf16_supported():
+        return "gpu", f"{gpu} supports bf16"
+    return "colab", f"{gpu} has no bf16 (T4-class): fp16 compute"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Resolve the profile (see the module docstring for the order) and return it."""
+    if os.environ.get("NBGRADER_EXECUTION"):
+        chosen, reason = "ci", "NBGRADER_EXECUTION is set (autograding)"
+    elif name not in (None, "", "auto"):
+        chosen, reason = name, "asked for by the PROFILE parameter"
+    elif os.environ.get(ENV_VAR):
+        chosen, reason = os.environ[ENV_VAR], f"{ENV_VAR} is set"
+    else:
+        chosen, reason = _detect()
+    if chosen not in _SIZES:
+        raise ValueError(f"unknown profile {chosen!r} ({reason}); expected one of {', '.join(PROFILE_NAMES)}")
+    return Profile(name=chosen, compute_dtype=hardware_compute_dtype(), reason=reason, **_SIZES[chosen])

@@ -1,0 +1,237 @@
+"""QLoRA training on top of transformers' Trainer.
+
+What this adds to Trainer is only course plumbing: padding-free batches by
+default, evaluation before and after, a loss history for plots, resumable
+checkpoints, and a report of wall time, peak memory and non-padding tokens/s
+printed after every run.
+
+Run from the command line (this is also what `accelerate launch` runs):
+    python -m loraweek.training --profile ci --output-dir build/runs/demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from loraweek.memory import PeakMemory
+from loraweek.profiles import Profile
+
+
+class FeatureDataset(Dataset):
+    """Tokenized examples (dicts of input_ids / labels) as a torch Dataset."""
+
+    def __init__(self, features: list[dict]):
+        self.features = features
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, i):
+        return self.features[i]
+
+
+BATCHING = ("bucketed", "padded", "padding_free")
+
+
+def make_collator(tokenizer, batching: str = "bucketed"):
+    """padding_free: concatenate the batch into one row with restarting position_ids, so no
+    token is padding and attention still never crosses examples.  padded / bucketed: the
+    classic right-padded batch with an attention mask (labels padded with -100); bucketed
+    also samples examples of similar length together (see `training_arguments`).
+
+    Measured (shared/benchmarks/bench_batching.py): without FlashAttention-2's varlen
+    kernels (CPU; a T4 has none either) SDPA attends over the whole packed row through a
+    materialised block mask, quadratic in the row length, so padding-free is the slowest
+    here; bucketing is the fastest and is the default."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if batching not in BATCHING:
+        raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
+    if batching == "padding_free":
+        return DataCollatorWithFlattening(return_position_ids=True)
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+
+
+@dataclass
+class LossHistory:
+    train_steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_log(cls, log_history: list[dict]) -> "LossHistory":
+        h = cls()
+        for row in log_history:
+            if "loss" in row:
+                h.train_steps.append(row["step"]); h.train_loss.append(row["loss"])
+            if "eval_loss" in row:
+                h.eval_steps.append(row["step"]); h.eval_loss.append(row["eval_loss"])
+        return h
+
+
+@dataclass
+class TrainReport:
+    steps: int
+    wall_s: float                 # the whole run, evaluations included
+    train_s: float                # optimizer steps only
+    tokens: int                   # non-padding input tokens the model trained on
+    tokens_per_s: float
+    peak_memory_mb: float
+    memory_kind: str
+    eval_loss_before: float
+    eval_loss_after: float
+    dropped_too_long: int = 0
+    resumed_from: str | None = None
+
+    def __str__(self):
+        resumed = f" (resumed from {Path(self.resumed_from).name})" if self.resumed_from else ""
+        return (f"{self.steps} steps{resumed} in {self.wall_s:.1f} s ({self.train_s:.1f} s training) | "
+                f"{self.tokens_per_s:,.0f} non-padding tokens/s ({self.tokens:,} tokens) | "
+                f"peak memory {self.peak_memory_mb:,.0f} MB ({self.memory_kind}) | "
+                f"eval loss {self.eval_loss_before:.3f} -> {self.eval_loss_after:.3f}")
+
+
+@dataclass
+class TrainResult:
+    model: object
+    trainer: object
+    history: LossHistory
+    report: TrainReport
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class CourseTrainer(Trainer):
+        """Trainer that keeps evaluation time apart, so tokens/s measures training alone."""
+        eval_seconds = 0.0
+
+        def evaluate(self, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return super().evaluate(*args, **kwargs)
+            finally:
+                self.eval_seconds += time.perf_counter() - t0
+
+    return CourseTrainer
+
+
+def training_arguments(profile: Profile, output_dir, max_steps: int, learning_rate: float, seed: int,
+                       batching: str, save_every: int | None, progress: bool):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(output_dir), max_steps=max_steps, learning_rate=learning_rate,
+        per_device_train_batch_size=profile.batch_size, per_device_eval_batch_size=profile.batch_size,
+        gradient_accumulation_steps=profile.grad_accum, lr_scheduler_type="cosine", warmup_steps=max(1, max_steps // 20),
+        weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed,
+        logging_steps=max(1, min(5, max_steps // 10)), logging_first_step=True,
+        eval_strategy="steps", eval_steps=min(profile.eval_every, max_steps),
+        save_strategy="steps", save_steps=save_every or profile.save_every, save_total_limit=2,
+        # fp16 / bf16 mixed precision follows the hardware (never bf16 on a T4); fp32 on CPU.
+        fp16=profile.compute_dtype == torch.float16, bf16=profile.compute_dtype == torch.bfloat16,
+        use_cpu=profile.device == "cpu", dataloader_num_workers=0, dataloader_pin_memory=False,
+        include_num_input_tokens_seen="non_padding",
+        train_sampling_strategy="group_by_length" if batching == "bucketed" else "random",
+        gradient_checkpointing=profile.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        report_to="none", disable_tqdm=not progress,
+        remove_unused_columns=False,  # our dataset is a plain list of dicts
+    )
+
+
+def train(model, tokenizer, train_features: list[dict], eval_features: list[dict], profile: Profile,
+          output_dir, *, max_steps: int | None = None, learning_rate: float | None = None,
+          batching: str = "bucketed", resume: bool = True,
+          save_every: int | None = None, seed: int = 0, progress: bool = True,
+          print_report: bool = True) -> TrainResult:
+    """Train `model` (already a PeftModel) and return it with its loss history and report.
+
+    With `resume=True` and a checkpoint in `output_dir`, training continues from the last
+    checkpoint (a Colab disconnect costs at most `save_every` steps)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    max_steps = max_steps or profile.max_steps
+    args = training_arguments(profile, output_dir, max_steps, learning_rate or profile.learning_rate, seed,
+                              batching, save_every, progress)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=FeatureDataset(train_features),
+                               eval_dataset=FeatureDataset(eval_features), processing_class=tokenizer,
+                               data_collator=make_collator(tokenizer, batching))
+    last = get_last_checkpoint(str(output_dir)) if resume else None
+    before_file = output_dir / "eval_loss_before.json"
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        if last and before_file.exists():
+            eval_before = json.loads(before_file.read_text())["eval_loss"]
+        else:
+            eval_before = trainer.evaluate()["eval_loss"]
+            before_file.write_text(json.dumps({"eval_loss": eval_before}))
+        trainer.train(resume_from_checkpoint=last)
+        eval_after = trainer.evaluate()["eval_loss"]
+    wall = time.perf_counter() - t0
+    train_s = max(wall - trainer.eval_seconds, 1e-9)
+    tokens = int(trainer.state.num_input_tokens_seen)
+    report = TrainReport(steps=trainer.state.global_step, wall_s=wall, train_s=train_s, tokens=tokens,
+                         tokens_per_s=tokens / train_s, peak_memory_mb=mem.peak_mb, memory_kind=mem.kind,
+                         eval_loss_before=eval_before, eval_loss_after=eval_after, resumed_from=last)
+    (output_dir / "report.json").write_text(json.dumps(asdict(report), indent=1))
+    if print_report:
+        print(report)
+    return TrainResult(model, trainer, LossHistory.from_log(trainer.state.log_history), report)
+
+
+def run_qlora(profile: Profile, output_dir, *, r: int | None = None, alpha: int | None = None,
+              max_steps: int | None = None, learning_rate: float | None = None,
+              batching: str = "bucketed", resume: bool = True, save_every: int | None = None,
+              progress: bool = True, quantization: str | None = "nf4", seed: int = 0) -> TrainResult:
+    """The whole pipeline in one call: data -> tokenizer -> 4-bit model -> LoRA -> train."""
+    from peft import get_peft_model
+
+    from loraweek.data import chat, schema
+    from loraweek.models import lora_config, load_model, load_tokenizer, prepare_for_qlora
+
+    torch.manual_seed(seed)
+    tokenizer = load_tokenizer(profile)
+    splits = schema.load_splits()
+    train_feats, dropped = chat.tokenize_examples(tokenizer, splits["train"][: profile.train_examples], profile.max_seq_len)
+    eval_feats, dropped_eval = chat.tokenize_examples(tokenizer, splits["validation"][: profile.eval_examples], profile.max_seq_len)
+    model = load_model(profile, quantization=quantization)
+    if quantization is not None:
+        model = prepare_for_qlora(model, profile)
+    model = get_peft_model(model, lora_config(profile, r=r, alpha=alpha))
+    result = train(model, tokenizer, train_feats, eval_feats, profile, output_dir, max_steps=max_steps,
+                   learning_rate=learning_rate, batching=batching,
+                   resume=resume, save_every=save_every, seed=seed, progress=progress)
+    result.report.dropped_too_long = dropped + dropped_eval
+    return result
+
+
+def main(argv=None):
+    from loraweek.profiles import get_profile
+
+    p = argparse.ArgumentParser(description="QLoRA fine-tuning of the course model on the helpdesk data")
+    p.add_argument("--profile", default=None, help="ci / colab / gpu (default: from the hardware)")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--save-every", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--rank", type=int)
+    p.add_argument("--no-resume", action="store_true")
+    a = p.parse_args(argv)
+    result = run_qlora(get_profile(a.profile), a.output_dir, r=a.rank, max_steps=a.max_steps,
+                       learning_rate=a.learning_rate, resume=not a.no_resume, save_every=a.save_every,
+                       progress=False)
+    result.model.save_pretrained(Path(a.output_dir) / "adapter")
+
+
+if __name__ == "__main__":
+    main()
