@@ -55,3 +55,27 @@ class PeakMemory:
     @property
     def added_mb(self) -> float:
         return self.peak_mb - self.start_mb
+
+
+def saved_activation_mb(model, batch: dict) -> float:
+    """MB of tensors autograd keeps for the backward pass of one forward on `batch`.
+
+    This is the part of training memory that grows with batch size x sequence length
+    (and that gradient checkpointing trades for recomputation).  Counted exactly via
+    autograd's saved-tensor hooks, each storage once, so it is the same on CPU and GPU."""
+    seen, total = set(), 0
+
+    def pack(t):
+        nonlocal total
+        key = (t.untyped_storage().data_ptr(), t.device)
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(**batch).loss
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return total / MB

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The course's two entry points; each sets everything up first (idempotent).
+#   bash run.sh course   # execute every notebook in solutions/ and print a summary
+#   bash run.sh test     # run the test suite (what CI runs)
+# Needs only Python 3.10+ (3.11 tested), pip and npm. Creates .venv/ beside this file.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+STAMP="$VENV/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "== creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  if [ ! -f "$STAMP" ]; then
+    echo "== installing the course (torch CPU wheel first: an unpinned torch would pull CUDA)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    rm -f "$VENV"/.installed-*; touch "$STAMP"
+  fi
+  export PATH="$PWD/$VENV/bin:$PATH"
+  # No run ever reaches a model hub: the ci model is built locally, data ships in the repo.
+  export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
+}
+
+case "${1:-}" in
+  course) setup; shift; exec python -m loraweek.course "$@" ;;
+  test)   setup; shift; exec python -m pytest -q --durations=15 "$@" ;;
+  *) echo "usage: bash run.sh course|test [extra args]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,108 @@
+"""Run the course: execute every notebook in solutions/ with papermill and summarise.
+
+    python -m loraweek.course            # default profile (from the hardware)
+    python -m loraweek.course --profile ci --only day2
+
+Executed notebooks land in build/course/ (git-ignored).  Each notebook's last
+cell prints `SUMMARY {json}`; the runner collects those figures into one table.
+The tests call `execute_notebook` too, so CI and a newcomer run the same code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SOLUTIONS = REPO / "solutions" / "week06"
+BUILD = REPO / "build"
+
+
+@dataclass
+class NotebookRun:
+    name: str
+    seconds: float
+    ok: bool
+    output: Path
+    summary: dict = field(default_factory=dict)
+    error: str = ""
+
+
+def course_notebooks() -> list[Path]:
+    return sorted(SOLUTIONS.glob("*.ipynb"))
+
+
+def read_summary(nb) -> dict:
+    """The JSON after 'SUMMARY ' in the notebook's stream outputs (the last one wins)."""
+    found = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            for line in str(out.get("text", "")).splitlines():
+                if line.startswith("SUMMARY "):
+                    found = json.loads(line[len("SUMMARY "):])
+    return found
+
+
+def execute_notebook(path: Path, out_dir: Path, profile: str | None = None,
+                     cell_timeout: int = 900, progress: bool = False) -> NotebookRun:
+    """Execute one notebook with papermill in its own working folder under out_dir."""
+    import nbformat
+    import papermill as pm
+
+    out_dir = Path(out_dir)
+    work = out_dir / path.stem
+    work.mkdir(parents=True, exist_ok=True)
+    output = out_dir / path.name
+    params = {"PROFILE": profile} if profile else {}
+    t0 = time.perf_counter()
+    error = ""
+    try:
+        pm.execute_notebook(str(path), str(output), parameters=params, cwd=str(work),
+                            kernel_name="python3", execution_timeout=cell_timeout,
+                            progress_bar=progress, log_output=False)
+    except Exception as exc:  # papermill still writes the executed notebook with the error in it
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    seconds = time.perf_counter() - t0
+    summary = read_summary(nbformat.read(output, as_version=4)) if output.exists() else {}
+    return NotebookRun(path.stem, seconds, not error, output, summary, error)
+
+
+KEY_FIGURES = ("eval_loss_before", "eval_loss_after", "tokens_per_s", "peak_memory_mb", "train_seconds",
+               "json_valid_after", "reload_identical")
+
+
+def format_table(runs: list[NotebookRun]) -> str:
+    lines = [f"{'notebook':<34} {'status':<7} {'time':>7}  key figures", "-" * 100]
+    for r in runs:
+        figures = {k: r.summary[k] for k in KEY_FIGURES if k in r.summary} or {
+            k: v for k, v in list(r.summary.items())[:6]}
+        text = ", ".join(f"{k}={v}" for k, v in figures.items())
+        lines.append(f"{r.name:<34} {'ok' if r.ok else 'FAILED':<7} {r.seconds:6.0f}s  {text}")
+        if r.error:
+            lines.append(f"{'':<34} {r.error[:200]}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default=os.environ.get("LORAWEEK_PROFILE"), help="ci / colab / gpu (default: hardware)")
+    p.add_argument("--only", default="", help="run only notebooks whose name contains this")
+    p.add_argument("--out", default=str(BUILD / "course"))
+    a = p.parse_args(argv)
+    runs = []
+    for nb in course_notebooks():
+        if a.only not in nb.name:
+            continue
+        print(f"running {nb.relative_to(REPO)} ...", flush=True)
+        runs.append(execute_notebook(nb, Path(a.out), a.profile, progress=True))
+        print(f"  {'ok' if runs[-1].ok else 'FAILED'} in {runs[-1].seconds:.0f} s -> {runs[-1].output.relative_to(REPO) if runs[-1].output.is_relative_to(REPO) else runs[-1].output}", flush=True)
+    print("\nCourse summary\n" + format_table(runs))
+    return 0 if runs and all(r.ok for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
