@@ -166,6 +166,9 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
     trainer = _trainer_class()(model=model, args=args, train_dataset=FeatureDataset(train_features),
                                eval_dataset=FeatureDataset(eval_features), processing_class=tokenizer,
                                data_collator=make_collator(tokenizer, batching))
+    if not progress:  # quiet runs (sweeps, benchmarks): no per-step log dicts either
+        from transformers import PrinterCallback
+        trainer.remove_callback(PrinterCallback)
     last = get_last_checkpoint(str(output_dir)) if resume else None
     before_file = output_dir / "eval_loss_before.json"
     t0 = time.perf_counter()
