@@ -160,27 +160,33 @@ def pretrain(model, tokenizer, verbose: bool = True) -> list[float]:
 
 
 def ensure_ci_model(verbose: bool = True) -> Path:
-    """Return the folder of the cached `ci` model, building it first if needed."""
+    """Return the folder of the cached `ci` model, building it first if needed.
+
+    A file lock makes parallel processes (grading with --jobs N, pytest workers) wait for
+    one build instead of each building its own."""
+    import fcntl
+
     corpus = _corpus()
     target = cache_root() / f"tiny-qwen2-ci-{_recipe_hash(corpus)}"
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return target
-    if verbose:
-        print(f"building the ci model (once) in {target} ...")
-    tokenizer = train_tokenizer(corpus)
-    model = build_model(tokenizer)
-    pretrain(model, tokenizer, verbose)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename: a crash or a parallel build never leaves half a model.
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
-    try:
-        tokenizer.save_pretrained(tmp)
-        model.save_pretrained(tmp)
-        _check_reload(tmp, tokenizer, corpus)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").exists():  # built by another process while we waited
+            return target
+        if verbose:
+            print(f"building the ci model (once, under a minute) in {target} ...")
+        tokenizer = train_tokenizer(corpus)
+        model = build_model(tokenizer)
+        pretrain(model, tokenizer, verbose)
+        # Build beside the target and rename: a crash never leaves half a model behind.
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
         try:
+            tokenizer.save_pretrained(tmp)
+            model.save_pretrained(tmp)
+            _check_reload(tmp, tokenizer, corpus)
             tmp.rename(target)
-        except OSError:  # someone else finished first: theirs is identical
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
