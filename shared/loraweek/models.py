@@ -35,7 +35,10 @@ def ensure_pad_token(tokenizer) -> None:
     makes the two equal."""
     if tokenizer.pad_token is None:
         tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else tokenizer.unk_token
-    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+    if tokenizer.pad_token is None:
+        raise ValueError("the tokenizer has no pad token and no <|endoftext|> or unk token to use as one; "
+                         "add a dedicated pad token (never the end-of-turn token)")
+    if tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ValueError(f"pad token {tokenizer.pad_token!r} equals the end-of-turn token "
                          f"{tokenizer.eos_token!r}: the model would never learn to stop")
 

