@@ -184,6 +184,7 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
         from transformers import PrinterCallback
         trainer.remove_callback(PrinterCallback)
     last = last_complete_checkpoint(output_dir) if resume else None
+    tokens_before = _tokens_seen_at(last)  # read now: checkpoint rotation may delete `last` later
     before_file = output_dir / "eval_loss_before.json"
     t0 = time.perf_counter()
     with PeakMemory() as mem:
@@ -197,7 +198,7 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
     wall = time.perf_counter() - t0
     train_s = max(wall - trainer.eval_seconds, 1e-9)
     # Only this session's tokens: a resumed run restores the counter from the checkpoint.
-    tokens = int(trainer.state.num_input_tokens_seen) - _tokens_seen_at(last)
+    tokens = int(trainer.state.num_input_tokens_seen) - tokens_before
     report = TrainReport(steps=trainer.state.global_step, wall_s=wall, train_s=train_s, tokens=tokens,
                          tokens_per_s=tokens / train_s, peak_memory_mb=mem.peak_mb, memory_kind=mem.kind,
                          eval_loss_before=eval_before, eval_loss_after=eval_after, resumed_from=last)
