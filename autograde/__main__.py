@@ -1,0 +1,91 @@
+"""python -m autograde <step> [options]   (run from the repo root; see autograde/README.md)"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import DEFAULT_COURSE_DIR, RELEASE_DIR, SOLUTIONS_DIR
+
+
+def _course_args(p):
+    p.add_argument("--course-dir", type=Path, default=DEFAULT_COURSE_DIR,
+                   help="grading work directory (default build/grading, git-ignored)")
+    p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR,
+                   help="instructor notebooks (default solutions/week06)")
+
+
+def _grade_args(p):
+    p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks graded in parallel")
+    p.add_argument("--timeout", type=float, default=600, help="wall-time bound per notebook, seconds")
+    p.add_argument("--cell-timeout", type=float, default=300, help="bound per cell, seconds")
+    p.add_argument("--memory-mb", type=int, default=6144, help="memory bound per notebook, MiB")
+    p.add_argument("--student", action="append", default=None, help="grade only these students")
+    p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per notebook")
+    p.add_argument("--keep-work", action="store_true", help="keep the per-notebook sandboxes")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograde", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="step", required=True)
+
+    p = sub.add_parser("release", help="regenerate weeks/week06 from solutions/week06 and check it")
+    p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR)
+    p.add_argument("--release", type=Path, default=RELEASE_DIR)
+    p.add_argument("--update", action="store_true", help="write the generated notebooks")
+
+    p = sub.add_parser("collect", help="place submissions (zip or folder) for grading")
+    _course_args(p)
+    p.add_argument("submissions", type=Path, help="an LMS zip or a folder of notebooks")
+    p.add_argument("--clean", action="store_true", help="remove earlier submissions first")
+
+    p = sub.add_parser("grade", help="autograde every collected submission, bounded")
+    _course_args(p)
+    _grade_args(p)
+
+    p = sub.add_parser("feedback", help="one HTML feedback file per student and notebook")
+    _course_args(p)
+
+    p = sub.add_parser("export", help="gradebook CSV and per-exercise summary")
+    _course_args(p)
+    p.add_argument("--csv", type=Path, default=None, help="default <course-dir>/grades.csv")
+
+    p = sub.add_parser("all", help="collect, grade, feedback, export")
+    _course_args(p)
+    _grade_args(p)
+    p.add_argument("--submissions", type=Path, required=True)
+    p.add_argument("--clean", action="store_true")
+    p.add_argument("--csv", type=Path, default=None)
+
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+    if a.step == "release":
+        from . import release
+        return release.run(a.solutions, a.release, update=a.update)
+
+    from .course import prepare_course
+    prepare_course(a.course_dir, a.solutions)
+    rc = 0
+    if a.step in ("collect", "all"):
+        from . import collect
+        rc |= collect.run(a.course_dir, a.submissions, clean=a.clean)
+    if a.step in ("grade", "all"):
+        from . import grade
+        rc |= grade.run(a.course_dir, jobs=a.jobs, timeout=a.timeout, cell_timeout=a.cell_timeout,
+                        memory_mb=a.memory_mb, students=a.student, keep_work=a.keep_work,
+                        threads=a.threads)
+    if a.step in ("feedback", "all"):
+        from . import feedback
+        rc |= feedback.run(a.course_dir)
+    if a.step in ("export", "all"):
+        from . import export
+        rc |= export.run(a.course_dir, csv_path=a.csv)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

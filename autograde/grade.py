@@ -1,0 +1,320 @@
+"""grade: autograde every collected submission, one bounded sandbox per notebook.
+
+For each submitted notebook (course_dir/submitted/<student>/week06/<notebook>.ipynb):
+
+1. integrity check against the released notebook (invalid JSON -> "invalid notebook", no run;
+   deleted / duplicated / reordered graded cells, edited locked cells -> "tampered");
+2. a private course copy (source, empty gradebook, the one submission) under work/, and
+   ``python -m autograde.sandbox`` on it: nbgrader autograde with NBGRADER_EXECUTION set (the
+   course package then forces the ``ci`` profile), a per-cell timeout, RLIMIT_AS, and a
+   wall-time / RSS watchdog that kills the whole process group;
+3. scores from the executed notebook with nbgrader's rule (integrity.score_notebook), the
+   guard's findings, and whether anything was written into the course or the repo;
+4. one result file per notebook (results/<student>/<notebook>.json), the executed notebook
+   (or a stand-in explaining why there is none) in autograded/ for the feedback step, and,
+   once every sandbox is done, the class gradebook rebuilt from the results, sequentially.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_markdown_cell, new_output
+
+from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MISSING, OUT_OF_MEMORY,
+               RELEASE_DIR, REPO_ROOT, SOLUTIONS_DIR, TAMPERED, TIMED_OUT)
+from .course import notebook_names, read_course, tree_digest
+from .integrity import check_submission, graded_cells, sanitize, score_notebook, test_cells
+from .sandbox import run_bounded, worker_env
+
+log = logging.getLogger("autograde.grade")
+
+
+class Protected:
+    """Byte snapshots of the folders no submission may write to; `check` restores them."""
+
+    def __init__(self, course_dir: Path, extra: list[Path]):
+        self.roots = [course_dir / "source", course_dir / "release", course_dir / "gradebook.template.db",
+                      course_dir / "gradebook.db", course_dir / "course.json",
+                      course_dir / "submitted"] + extra
+        self.snap = self._read()
+
+    def _read(self) -> dict[Path, bytes]:
+        out = {}
+        for r in self.roots:
+            if r.is_file():
+                out[r] = r.read_bytes()
+            elif r.is_dir():
+                for p in r.rglob("*"):
+                    if p.is_file() and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts:
+                        out[p] = p.read_bytes()
+        return out
+
+    def check(self) -> list[str]:
+        now = self._read()
+        changed = sorted({str(p) for p in set(now) | set(self.snap) if now.get(p) != self.snap.get(p)})
+        for p in set(now) - set(self.snap):
+            p.unlink(missing_ok=True)
+        for p, data in self.snap.items():
+            if now.get(p) != data:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(data)
+        return changed
+
+
+def submissions(course_dir: Path, students=None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(submitted, missing) pairs of (student, notebook)."""
+    names = notebook_names(course_dir / "source" / ASSIGNMENT)
+    sub, missing = [], []
+    root = course_dir / "submitted"
+    for sdir in sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []:
+        sid = sdir.name
+        if students and sid not in students:
+            continue
+        for nb in names:
+            (sub if (sdir / ASSIGNMENT / f"{nb}.ipynb").exists() else missing).append((sid, nb))
+    return sub, missing
+
+
+def _status_cell(status: str, reasons: list[str]):
+    text = f"**Autograding status: {status}.**"
+    if reasons:
+        text += "\n\n" + "\n".join(f"- {r}" for r in reasons)
+    return new_markdown_cell(text, metadata={"autograde": {"status": status}})
+
+
+def _stand_in(course_dir: Path, student: str, nb_name: str, status: str, reasons: list[str]):
+    """A notebook for the feedback step when the submission produced no executed notebook:
+    the submission (or, unreadable, the released notebook) with every test cell failed."""
+    src = course_dir / "submitted" / student / ASSIGNMENT / f"{nb_name}.ipynb"
+    chk = None
+    try:
+        chk = check_submission(src, course_dir / "release" / ASSIGNMENT / f"{nb_name}.ipynb")
+    except Exception:
+        pass
+    if chk is not None and chk.valid:
+        nb = chk.nb
+    else:
+        nb = nbformat.read(str(course_dir / "release" / ASSIGNMENT / f"{nb_name}.ipynb"), as_version=4)
+    # restore the instructor's test cells (as nbgrader would), drop the rest of the outputs
+    source = nbformat.read(str(course_dir / "source" / ASSIGNMENT / f"{nb_name}.ipynb"), as_version=4)
+    tests = {c.metadata.nbgrader["grade_id"]: c for c in graded_cells(source)}
+    seen = set()
+    cells = []
+    for c in nb.cells:
+        gid = c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if gid in seen:
+            continue
+        if gid:
+            seen.add(gid)
+        if gid in tests and not tests[gid].metadata.nbgrader.get("solution"):
+            c = nbformat.from_dict(json.loads(json.dumps(tests[gid])))
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+            if c.get("metadata", {}).get("nbgrader", {}).get("grade"):
+                c.outputs = [new_output("error", ename="NotGraded", evalue=status,
+                                        traceback=[f"Not graded: {status}"] + reasons)]
+        cells.append(c)
+    nb.cells = [_status_cell(status, reasons)] + cells
+    return nb
+
+
+def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeout: float,
+              cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1) -> dict:
+    release_nb = course_dir / "release" / ASSIGNMENT / f"{nb_name}.ipynb"
+    source_nb = nbformat.read(str(course_dir / "source" / ASSIGNMENT / f"{nb_name}.ipynb"), as_version=4)
+    points = test_cells(source_nb)
+    submitted = course_dir / "submitted" / student / ASSIGNMENT / f"{nb_name}.ipynb"
+    result = {"student": student, "notebook": nb_name, "max_score": sum(points.values()),
+              "scores": {g: 0.0 for g in points}, "max_scores": points, "wall_s": 0.0,
+              "peak_rss_mb": 0.0, "reasons": [], "executed": None}
+    chk = check_submission(submitted, release_nb)
+    if not chk.valid:
+        result.update(status=INVALID, reasons=[chk.error])
+        return result
+    reasons = list(chk.problems)
+
+    work = course_dir / "work" / f"{student}__{nb_name}"
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "source").mkdir(parents=True)
+    shutil.copytree(course_dir / "source" / ASSIGNMENT, work / "source" / ASSIGNMENT)
+    shutil.copy(course_dir / "gradebook.template.db", work / "gradebook.db")
+    dest = work / "submitted" / student / ASSIGNMENT
+    dest.mkdir(parents=True)
+    nbformat.write(sanitize(chk.nb, nbformat.read(str(release_nb), as_version=4)), str(dest / f"{nb_name}.ipynb"))
+    report = course_dir / "work" / f"{student}__{nb_name}.guard.json"
+    report.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "autograde.sandbox", "--work", str(work), "--student", student,
+           "--notebook", nb_name, "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb),
+           "--report", str(report)]
+    out = run_bounded(cmd, work, worker_env(jobs, threads), course_dir / "work" / f"{student}__{nb_name}.log",
+                      timeout, memory_mb)
+    result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb))
+    executed = work / "autograded" / student / ASSIGNMENT / f"{nb_name}.ipynb"
+    guard = {}
+    if report.exists():
+        try:
+            guard = json.loads(report.read_text())
+        except Exception:
+            guard = {"findings": ["guard report unreadable"]}
+    findings = guard.get("findings", [])
+    reasons += findings
+    nb = None
+    if out.timed_out:
+        status = TIMED_OUT
+        reasons.append(f"the notebook ran longer than {timeout:g} s and was stopped")
+    elif out.out_of_memory:
+        status = OUT_OF_MEMORY
+        reasons.append(f"the notebook used more than {memory_mb} MiB and was stopped")
+    elif out.returncode != 0 or not executed.exists():
+        status = CRASHED
+        tail = (course_dir / "work" / f"{student}__{nb_name}.log").read_text(errors="replace")[-600:]
+        died = "DeadKernelError" in tail or "Kernel died" in tail
+        reasons.append("the kernel died while running the notebook" if died else
+                       f"nbgrader could not grade the notebook (exit code {out.returncode})")
+    else:
+        nb = nbformat.read(str(executed), as_version=4)
+        s = score_notebook(nb, points)
+        result["scores"] = s["scores"]
+        reasons += s["notes"]
+        status = GRADED
+        if s["timed_out"]:
+            status = TIMED_OUT
+            reasons.append(f"a cell ran longer than {cell_timeout:g} s and was interrupted")
+        elif s["out_of_memory"]:
+            status = OUT_OF_MEMORY
+            reasons.append(f"a cell ran out of memory (bound {memory_mb} MiB)")
+    if chk.problems or findings:
+        status = TAMPERED
+    result["status"] = status
+    result["reasons"] = reasons
+    if nb is not None:
+        if status != GRADED:
+            nb.cells.insert(0, _status_cell(status, reasons))
+        result["executed"] = nb
+    if not keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _write_gradebook(course_dir: Path, results: list[dict]) -> None:
+    """The class gradebook, rebuilt from the results (no student code runs any more)."""
+    from nbgrader.api import Gradebook
+
+    db = course_dir / "gradebook.db"
+    tmp = course_dir / "gradebook.db.new"
+    shutil.copy(course_dir / "gradebook.template.db", tmp)
+    with warnings.catch_warnings(), Gradebook("sqlite:///" + str(tmp), COURSE_ID) as gb:
+        warnings.simplefilter("ignore")  # nbgrader's own SQLAlchemy autoflush warnings
+        for r in sorted(results, key=lambda r: (r["student"], r["notebook"])):
+            gb.update_or_create_student(r["student"])
+            gb.update_or_create_submission(ASSIGNMENT, r["student"])
+            for gid, score in r["scores"].items():
+                g = gb.find_grade(gid, r["notebook"], ASSIGNMENT, r["student"])
+                g.auto_score = score
+                g.needs_manual_grade = False
+            gb.db.commit()
+    tmp.replace(db)
+
+
+def load_results(course_dir: Path) -> list[dict]:
+    out = []
+    for p in sorted((course_dir / "results").glob("*/*.json")):
+        out.append(json.loads(p.read_text()))
+    return out
+
+
+def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: float = 300,
+        memory_mb: int = 6144, students=None, keep_work: bool = False, threads: int = 1) -> int:
+    course_dir = Path(course_dir).resolve()
+    cell_timeout = min(cell_timeout, timeout)
+    todo, missing = submissions(course_dir, students)
+    if not todo and not missing:
+        print(f"grade: nothing submitted in {course_dir / 'submitted'} (run `collect` first)", file=sys.stderr)
+        return 1
+    (course_dir / "work").mkdir(exist_ok=True)
+    # The grading course folder is restored after any write by a submission.  The repo is only
+    # watched (colleagues may legitimately edit solutions/ while a class is being graded).
+    protected = Protected(course_dir, [])
+    repo_before = {d: tree_digest(d) for d in (SOLUTIONS_DIR, RELEASE_DIR, REPO_ROOT / "autograde")}
+    lock = threading.Lock()
+    active: set = set()
+    suspects: dict = {}
+    results: dict = {}
+    t0 = time.monotonic()
+
+    def job(key):
+        with lock:
+            active.add(key)
+        try:
+            return grade_one(course_dir, *key, jobs=jobs, timeout=timeout, cell_timeout=cell_timeout,
+                             memory_mb=memory_mb, keep_work=keep_work, threads=threads)
+        except Exception as exc:  # a bug or an unexpected file: the row still exists
+            log.exception("grading %s failed", key)
+            return {"student": key[0], "notebook": key[1], "status": CRASHED, "scores": {},
+                    "max_scores": {}, "max_score": 0.0, "reasons": [f"grading failed: {exc!r}"],
+                    "executed": None, "wall_s": 0.0, "peak_rss_mb": 0}
+        finally:
+            with lock:
+                changed = protected.check()
+                if changed:
+                    for k in active:
+                        suspects.setdefault(k, []).extend(changed)
+                active.discard(key)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(job, key): key for key in todo}
+        for fut in as_completed(futures):
+            key = futures[fut]
+            r = fut.result()
+            results[key] = r
+            print(f"grade: {key[0]:>16} {key[1]:<28} {r['status']:<16} "
+                  f"{sum(r['scores'].values()):g}/{r['max_score']:g}  ({r['wall_s']:.0f} s)"
+                  + (" (+ wrote into the course folder)" if key in suspects else ""), flush=True)
+
+    for key, r in results.items():
+        if key in suspects:
+            r["status"] = TAMPERED
+            files = sorted(set(suspects[key]))
+            r["reasons"].append("wrote into the course or grading folder while it ran (restored): "
+                                + ", ".join(Path(f).name for f in files[:5]))
+    source = course_dir / "source" / ASSIGNMENT
+    for sid, nb_name in missing:
+        pts = test_cells(nbformat.read(str(source / f"{nb_name}.ipynb"), as_version=4))
+        results[(sid, nb_name)] = {"student": sid, "notebook": nb_name, "status": MISSING,
+                                   "scores": {g: 0.0 for g in pts}, "max_scores": pts,
+                                   "max_score": sum(pts.values()), "reasons": ["no file submitted"],
+                                   "executed": None, "wall_s": 0.0, "peak_rss_mb": 0}
+    # sequential from here on: results, executed notebooks for feedback, the gradebook
+    for (sid, nb_name), r in sorted(results.items()):
+        nb = r.pop("executed", None)
+        r["score"] = sum(r["scores"].values())
+        out_nb = course_dir / "autograded" / sid / ASSIGNMENT / f"{nb_name}.ipynb"
+        if r["status"] != MISSING:
+            out_nb.parent.mkdir(parents=True, exist_ok=True)
+            if nb is None:
+                nb = _stand_in(course_dir, sid, nb_name, r["status"], r["reasons"])
+            nbformat.write(nb, str(out_nb))
+        else:
+            out_nb.unlink(missing_ok=True)
+        rp = course_dir / "results" / sid / f"{nb_name}.json"
+        rp.parent.mkdir(parents=True, exist_ok=True)
+        rp.write_text(json.dumps(r, indent=1))
+    _write_gradebook(course_dir, load_results(course_dir))
+    for d, digest in repo_before.items():
+        if tree_digest(d) != digest:
+            print(f"grade: WARNING {d} changed while grading (a colleague's edit, or a submission "
+                  f"writing into the repo: check `git status`)", file=sys.stderr)
+    n_bad = sum(r["status"] not in (GRADED, MISSING) for r in results.values())
+    print(f"grade: {len(todo)} notebook(s) in {time.monotonic() - t0:.0f} s with --jobs {jobs}; "
+          f"{n_bad} not cleanly graded (see the status column)")
+    return 0

@@ -1,0 +1,314 @@
+"""GuardedExecute: nbgrader's Execute preprocessor with a guard around the test cells.
+
+nbgrader runs a submission's cells and its test cells in one kernel, so student code can
+redefine what the tests use.  Before every test cell the guard (running in the kernel, out of
+the notebook's sight) puts back:
+
+* functions and classes of the course package (`loraweek.*`), numpy, torch, math, importlib,
+  and the builtins, snapshotted when the kernel started, before any student code ran;
+* entries of `sys.modules` of those packages (so `importlib.import_module` in a hidden test
+  returns the genuine module);
+* IPython's code transformers and the shell's run/traceback methods (which could rewrite or
+  silence a test cell), `sys.settrace`;
+* names the test cell reads that an *instructor* cell bound to a function, class or module
+  (e.g. a self-check helper `check_equal`): an instructor cell is one whose source is exactly
+  a non-solution cell of the instructor notebook.
+
+Each restoration is reported and the notebook gets the status "tampered".  `os._exit` raises
+instead of killing the kernel when student code calls it.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+from nbclient.util import run_sync
+from nbgrader.preprocessors import Execute
+from traitlets import List, Unicode
+
+KERNEL_CODE = r'''
+def _lw_make_guard():
+    import builtins, importlib, json, os, pkgutil, sys, threading, types
+    WATCH = ("loraweek", "numpy", "torch", "math", "importlib", "builtins", "json", "re",
+             "functools", "operator", "collections", "unittest")
+    for _name in ("numpy", "numpy.testing", "math", "torch", "torch.nn", "torch.nn.functional",
+                  "torch.testing", "loraweek"):
+        try:
+            importlib.import_module(_name)
+        except Exception:
+            pass
+    try:
+        import loraweek
+        for _m in pkgutil.walk_packages(loraweek.__path__, "loraweek."):
+            try:
+                importlib.import_module(_m.name)
+            except Exception:
+                pass
+    except Exception:
+        pass
+
+    def watched(name):
+        return name.split(".")[0] in WATCH and (name.split(".")[0] != "torch" or name in (
+            "torch", "torch.nn", "torch.nn.functional", "torch.testing"))
+
+    def important(v):
+        return isinstance(v, (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType,
+                              types.MethodType, staticmethod, classmethod, property))
+
+    IGNORE_BUILTINS = {"exit", "quit", "get_ipython", "display", "_", "__", "___", "__IPYTHON__",
+                       "__builtins__", "_ih", "_oh", "_dh", "In", "Out", "input", "raw_input"}
+    site_dirs = tuple(p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p
+                                                   or p.startswith(sys.base_prefix) or p.startswith(sys.prefix)))
+    here = os.getcwd()
+
+    def library_made(v):
+        """True for a function defined in an installed library module (torch, transformers...)
+        -- libraries rebind their own names lazily, e.g. torch._dynamo wraps torch.manual_seed.
+        Student code defines things in __main__, in no module, or in files next to the notebook."""
+        if v is None:
+            return False
+        m = getattr(v, "__module__", None)
+        if not isinstance(m, str) or m in ("__main__", "builtins") or m not in sys.modules:
+            return False
+        f = getattr(sys.modules[m], "__file__", None) or ""
+        return f.startswith(site_dirs) and not f.startswith(here)
+
+    modules = {}      # name -> (module, {attr: value})
+    classes = {}      # (module name, class name) -> (class, {attr: value})
+
+    def snap(name, mod):
+        attrs = {k: v for k, v in vars(mod).items() if important(v)}
+        if name == "builtins":
+            attrs = {k: v for k, v in attrs.items() if k not in IGNORE_BUILTINS}
+        modules[name] = (mod, attrs)
+        if name.startswith("loraweek"):
+            for k, v in attrs.items():
+                if isinstance(v, type) and getattr(v, "__module__", "") == name:
+                    classes[(name, k)] = (v, {a: b for a, b in vars(v).items() if important(b) or callable(b)})
+
+    for _n, _m in list(sys.modules.items()):
+        if isinstance(_m, types.ModuleType) and watched(_n):
+            snap(_n, _m)
+
+    shell = get_ipython()
+    SHELL_METHODS = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "transform_cell",
+                     "transform_ast", "showtraceback", "_showtraceback", "should_run_async",
+                     "showsyntaxerror", "ex", "ev")
+    shell_cls = {}
+    for _k in SHELL_METHODS:
+        for _c in type(shell).__mro__:
+            if _k in vars(_c):
+                shell_cls[(_c, _k)] = vars(_c)[_k]
+    shell_inst = {k: vars(shell)[k] for k in SHELL_METHODS if k in vars(shell)}
+    tm = shell.input_transformer_manager
+    lists = []  # (owner, attribute, the list object, its items)
+    for _o, _k in ((tm, "cleanup_transforms"), (tm, "line_transforms"), (tm, "token_transformers"),
+                   (shell, "input_transformers_post"), (shell, "ast_transformers")):
+        _v = getattr(_o, _k, None)
+        if isinstance(_v, list):
+            lists.append((_o, _k, _v, list(_v)))
+    pre_events = {e: list(shell.events.callbacks.get(e, [])) for e in ("pre_execute", "pre_run_cell")}
+    trace = sys.gettrace()
+    real_exit = os._exit
+    main_thread = threading.main_thread()
+
+    def guarded_exit(code=0):
+        if threading.current_thread() is main_thread:
+            raise SystemExit(f"os._exit({code}) was called: blocked while autograding")
+        real_exit(code)
+    os._exit = guarded_exit
+    modules["os"] = (os, {"_exit": guarded_exit})
+
+    user_ns = shell.user_ns
+    trusted = {}
+    before = {}
+
+    def restore():
+        found = []
+        for name, (mod, attrs) in list(modules.items()):
+            if name in sys.modules and sys.modules[name] is not mod:
+                sys.modules[name] = mod
+                found.append(f"sys.modules[{name!r}] replaced")
+            d = vars(mod)
+            for k, v in attrs.items():
+                cur = d.get(k, None)
+                if cur is not v:
+                    if library_made(cur):   # the library rebound its own name (lazy init)
+                        attrs[k] = cur
+                        continue
+                    setattr(mod, k, v)
+                    found.append(f"{name}.{k} replaced")
+        for (mname, cname), (cls, attrs) in classes.items():
+            d = vars(cls)
+            for k, v in attrs.items():
+                if d.get(k, None) is not v and not library_made(d.get(k, None)):
+                    try:
+                        setattr(cls, k, v)
+                    except Exception:
+                        pass
+                    found.append(f"{mname}.{cname}.{k} replaced")
+        for (c, k), v in shell_cls.items():
+            if vars(c).get(k) is not v:
+                setattr(c, k, v)
+                found.append(f"IPython {c.__name__}.{k} replaced")
+        for k in SHELL_METHODS:
+            if vars(shell).get(k, None) is not shell_inst.get(k, None):
+                if k in shell_inst:
+                    vars(shell)[k] = shell_inst[k]
+                else:
+                    delattr(shell, k)
+                found.append(f"IPython shell.{k} replaced")
+        if shell.input_transformer_manager is not tm:
+            try:
+                shell.input_transformer_manager = tm
+            except Exception:
+                vars(shell)["input_transformer_manager"] = tm
+            found.append("IPython input_transformer_manager replaced")
+        for o, k, obj, items in lists:
+            if getattr(o, k, None) is not obj:
+                try:
+                    setattr(o, k, obj)
+                except Exception:
+                    pass
+                found.append(f"IPython {k} replaced")
+            if list(obj) != items:
+                obj[:] = items
+                found.append(f"IPython {k} changed")
+        for e, v in pre_events.items():
+            if shell.events.callbacks.get(e, []) != v:
+                shell.events.callbacks[e] = list(v)
+                found.append(f"IPython {e} callbacks changed")
+        if sys.gettrace() is not trace:
+            sys.settrace(trace)
+            found.append("sys.settrace changed")
+        return found
+
+    def guard(op, names=()):
+        if op == "pre":
+            before.clear()
+            before.update({k: id(v) for k, v in user_ns.items()})
+            return "[]"
+        if op == "post_trusted":
+            for k, v in list(user_ns.items()):
+                if before.get(k) != id(v) and not k.startswith("_") and important(v):
+                    trusted[k] = v
+            return "[]"
+        if op == "pre_test":
+            found = restore()
+            for k in names:
+                if k in trusted and user_ns.get(k, None) is not trusted[k]:
+                    user_ns[k] = trusted[k]
+                    found.append(f"{k} (defined by the course notebook) was redefined")
+            return json.dumps(found)
+        return "[]"
+    return guard
+
+import builtins as _lw_b
+setattr(_lw_b, "_lw_guard_%(token)s", _lw_make_guard())
+del _lw_make_guard, _lw_b
+'''
+
+
+def names_read(source: str) -> list[str]:
+    """Names a cell reads (loads), to restore instructor helpers a test cell uses."""
+    try:
+        tree = ast.parse(source)
+        return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
+    except SyntaxError:
+        return sorted(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source)))
+
+
+def names_bound(source: str) -> set[str]:
+    """Top-level names a (solution) cell defines: functions, classes, assignments, imports."""
+    try:
+        tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+    except SyntaxError:
+        return set()
+    out = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                out |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return out
+
+
+class GuardedExecute(Execute):
+    """Execute with the guard described in the module docstring."""
+
+    trusted_sources = List(Unicode(), help="sources of instructor cells").tag(config=True)
+    trusted_notebook = Unicode("", help="instructor notebook whose non-solution code cells are trusted").tag(config=True)
+    report_path = Unicode("", help="where to write the guard's findings (JSON)").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        import secrets
+        self._token = secrets.token_hex(8)
+        self._installed = False
+        self.findings = []
+        self._trusted = set(s.strip() for s in self.trusted_sources)
+        self._answer_names = set()  # names the exercises define: the student's to (re)define
+        if self.trusted_notebook:
+            import nbformat
+            src = nbformat.read(self.trusted_notebook, as_version=4)
+            for c in src.cells:
+                meta = c.metadata.get("nbgrader", {})
+                if c.cell_type == "code" and not meta.get("solution"):
+                    self._trusted.add(c.source.strip())
+                elif c.cell_type == "code":
+                    self._answer_names |= names_bound(c.source)
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            if self.report_path:
+                with open(self.report_path, "w") as f:
+                    json.dump({"findings": self.findings, "guard_installed": self._installed}, f)
+
+    async def _guard(self, expression: str):
+        msg_id = self.kc.execute("", silent=True, store_history=False,
+                                 user_expressions={"r": expression})
+        reply = await self.async_wait_for_reply(msg_id)
+        try:
+            r = reply["content"]["user_expressions"]["r"]
+            if r.get("status") != "ok":
+                return None
+            return json.loads(ast.literal_eval(r["data"]["text/plain"]))
+        except Exception:
+            return None
+
+    async def _run(self, code: str):
+        msg_id = self.kc.execute(code, silent=True, store_history=False)
+        reply = await self.async_wait_for_reply(msg_id)
+        ok = bool(reply) and reply["content"].get("status") == "ok"
+        if not ok:
+            self.log.warning("guard: %s", reply and {k: reply["content"].get(k) for k in ("ename", "evalue")})
+        return ok
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if cell.cell_type != "code" or not cell.source.strip():
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        fn = f"_lw_guard_{self._token}"
+        if not self._installed:
+            self._installed = bool(await self._run(KERNEL_CODE % {"token": self._token}))
+        meta = cell.metadata.get("nbgrader", {})
+        is_test = bool(meta.get("grade")) and not meta.get("solution")
+        trusted = cell.source.strip() in self._trusted and not meta.get("solution")
+        if self._installed and is_test:
+            names = [n for n in names_read(cell.source) if n not in self._answer_names]
+            found = await self._guard(f"{fn}('pre_test', {names!r})")
+            if found is None:
+                self.findings.append(f"the grading guard was removed before {meta.get('grade_id')}")
+            else:
+                self.findings.extend(f"before {meta.get('grade_id')}: {f}" for f in found)
+        if self._installed and trusted:
+            await self._guard(f"{fn}('pre')")
+        result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if self._installed and trusted:
+            await self._guard(f"{fn}('post_trusted')")
+        return result
+
+    execute_cell = run_sync(async_execute_cell)

@@ -1,0 +1,151 @@
+"""Run one submission's notebook in its own process with a wall-time and a memory bound.
+
+The supervisor side (`run_bounded`) starts ``python -m autograde.sandbox ...`` in a new
+session (process group), polls it, and kills the whole group when it runs past `timeout`
+seconds or when the resident memory of its process tree passes `memory_mb`.  The worker side
+(`main`) lowers its own address-space limit (RLIMIT_AS, inherited by the Jupyter kernel, so a
+hog gets a MemoryError inside its cell) and runs nbgrader's Autograde converter on a private
+course copy with GuardedExecute in place of Execute.  No cgroups, no root needed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from . import REPO_ROOT
+
+
+@dataclass
+class Outcome:
+    returncode: int | None
+    timed_out: bool
+    out_of_memory: bool
+    wall_s: float
+    peak_rss_mb: float
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _kill_group(pgid: int, procs: list[psutil.Process]) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for p in procs:  # children that left the group (setsid) but are still ours
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: float,
+                memory_mb: int, poll: float = 0.25) -> Outcome:
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    ps = psutil.Process(proc.pid)
+    seen: dict[int, psutil.Process] = {}
+    timed_out = oom = False
+    peak = 0.0
+    while proc.poll() is None:
+        tree = _tree(ps)
+        for p in tree:
+            seen.setdefault(p.pid, p)
+        rss = 0
+        for p in tree:
+            try:
+                rss += p.memory_info().rss
+            except psutil.Error:
+                pass
+        peak = max(peak, rss / 2**20)
+        if rss / 2**20 > memory_mb:
+            oom = True
+        elif time.monotonic() - start > timeout:
+            timed_out = True
+        if oom or timed_out:
+            _kill_group(proc.pid, list(seen.values()))
+            break
+        time.sleep(poll)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    # whatever the notebook left running (kernel, background processes) dies with it
+    _kill_group(proc.pid, list(seen.values()))
+    return Outcome(proc.returncode, timed_out, oom, time.monotonic() - start, peak)
+
+
+def worker_env(jobs: int, threads: int | None = None) -> dict:
+    """Environment of a sandbox.  Torch threads default to 1 per notebook: the ci model is tiny,
+    and OpenMP threads that outnumber the free cores (other sandboxes, other programs) spin-wait
+    and can make a notebook several times slower.  Use --jobs to use more cores."""
+    env = dict(os.environ)
+    threads = str(max(1, threads or 1))
+    env.update(NBGRADER_EXECUTION="autograde", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+               TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
+               PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+               MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env.pop("JPY_PARENT_PID", None)
+    return env
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="grade one notebook (internal: used by `grade`)")
+    ap.add_argument("--work", required=True, type=Path)
+    ap.add_argument("--student", required=True)
+    ap.add_argument("--notebook", required=True)
+    ap.add_argument("--cell-timeout", type=float, default=300)
+    ap.add_argument("--memory-mb", type=int, default=6144)
+    ap.add_argument("--report", required=True)
+    a = ap.parse_args(argv)
+
+    limit = a.memory_mb * 2**20
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ValueError, OSError) as exc:
+        print(f"sandbox: could not set RLIMIT_AS ({exc}); relying on the RSS watchdog", file=sys.stderr)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,
+                                        LimitOutput, SaveAutoGrades)
+
+    from .course import load_config
+    from .guard import GuardedExecute
+
+    cfg = load_config(a.work)
+    cfg.Execute.timeout = int(a.cell_timeout)
+    cfg.GuardedExecute.report_path = str(Path(a.report).resolve())
+    cfg.GuardedExecute.trusted_notebook = str((a.work / "source" / "week06" / f"{a.notebook}.ipynb").resolve())
+    cfg.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor,
+                                             LimitOutput, SaveAutoGrades, AssignLatePenalties,
+                                             CheckCellMetadata]
+    coursedir = CourseDirectory(config=cfg)
+    coursedir.student_id = a.student
+    coursedir.notebook_id = a.notebook
+    app = Autograde(coursedir=coursedir, config=cfg)
+    app.force = True
+    app.create_student = True
+    app.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Grading the real week-6 notebooks (every notebook in solutions/week06, discovered):
+
+* perfect student: each solution notebook scores full marks, status "graded";
+* blank student: each untouched student notebook scores zero and the pipeline completes;
+* one exercise left blank: for every graded exercise in turn, the solution with that one
+  answer replaced by the student stub loses exactly that exercise's points and no others;
+* hand-written wrong-but-running answers lose their points (and only theirs).
+
+All submissions are graded by ONE `python -m autograde grade --jobs 2` run shared by the tests
+(module fixture), like an instructor grading a class.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from autograde import synth  # noqa: E402
+from autograde.integrity import test_cells as points_of  # noqa: E402
+
+SOLUTIONS = ROOT / "solutions" / "week06"
+NOTEBOOKS = sorted(p.stem for p in SOLUTIONS.glob("*.ipynb"))
+pytestmark = pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks in solutions/week06 yet")
+
+
+def _exercises():
+    out = []
+    for name in NOTEBOOKS:
+        nb = nbformat.read(str(SOLUTIONS / f"{name}.ipynb"), as_version=4)
+        for ex, tests in synth.exercise_tests(nb).items():
+            out.append((name, ex, tuple(tests)))
+    return out
+
+
+EXERCISES = _exercises()
+
+# Wrong answers that run: each must lose its own exercise's points and nothing else.
+WRONG = {
+    "ex_mask_labels": '''def mask_labels(input_ids, offsets, answer_start, answer_end):
+    """Forgets to mask the prompt: trains on every token."""
+    return list(input_ids)''',
+    "ex_parse_answer": '''import json
+def parse_answer(text):
+    """Accepts any JSON at all."""
+    try:
+        return json.loads(text)
+    except Exception:
+        return None''',
+    "ex_memory_estimate": '''def estimate_training_memory(n_params: float, method: str, trainable_params: float = 0,
+                             activation_gb: float = 0.0, master_weights: bool = False) -> dict:
+    """Counts the weights only."""
+    w = n_params * 2 / 1e9
+    return {"weights": w, "gradients": 0.0, "optimizer": 0.0, "activations": float(activation_gb),
+            "total": w + float(activation_gb)}''',
+    "ex_compare_outputs": '''def compare_outputs(reference, approx):
+    """Absolute instead of relative error, agreement always 1."""
+    d = (approx.double() - reference.double()).abs()
+    return {"relative_error": float(d.sum()), "max_abs_error": float(d.max()), "top1_agreement": 1.0}''',
+}
+
+
+def _sid(*parts):
+    return "-".join(p.replace("_", "") for p in parts)
+
+
+def _env():
+    return dict(os.environ, HF_HUB_OFFLINE="1", LORAWEEK_CACHE=os.environ.get("LORAWEEK_CACHE", "/tmp/lwcache"))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    from autograde.course import prepare_course
+
+    course = prepare_course(tmp_path_factory.mktemp("grading") / "course", SOLUTIONS)
+    sub = course / "submitted"
+    for name in NOTEBOOKS:
+        src, rel = course / "source/week06" / f"{name}.ipynb", course / "release/week06" / f"{name}.ipynb"
+        synth.write(synth.perfect(src, rel), sub / "perfect/week06" / f"{name}.ipynb")
+        synth.write(synth.blank(rel), sub / "blank/week06" / f"{name}.ipynb")
+        ids = synth.solution_ids(nbformat.read(str(src), as_version=4))
+        for ex in ids:
+            synth.write(synth.one_blank(src, rel, ex), sub / _sid("oneblank", name, ex) / "week06" / f"{name}.ipynb")
+        wrong = {ex: code for ex, code in WRONG.items() if ex in ids}
+        if wrong:
+            synth.write(synth.build(src, rel, answers=wrong), sub / "wrong/week06" / f"{name}.ipynb")
+    cmd = [sys.executable, "-m", "autograde", "grade", "--course-dir", str(course), "--solutions",
+           str(SOLUTIONS), "--jobs", "2", "--timeout", "900"]
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=3600)
+    print(r.stdout[-5000:], r.stderr[-3000:])
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([sys.executable, "-m", "autograde", "export", "--course-dir", str(course),
+                        "--solutions", str(SOLUTIONS)], cwd=ROOT, env=_env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    print(r.stdout)
+    with open(course / "grades.csv", newline="") as f:
+        rows = {(x["student_id"], x["notebook"]): x for x in csv.DictReader(f)}
+    results = {(p.parent.name, p.stem): json.loads(p.read_text()) for p in (course / "results").glob("*/*.json")}
+    return {"course": course, "rows": rows, "results": results}
+
+
+def _explain(res):
+    return f"status={res['status']} scores={res['scores']} reasons={res['reasons']}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_perfect_student_scores_full_marks(graded, name):
+    row, res = graded["rows"][("perfect", name)], graded["results"][("perfect", name)]
+    assert row["status"] == "graded", _explain(res)
+    assert float(row["max_score"]) > 0
+    assert float(row["score"]) == float(row["max_score"]), _explain(res)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_blank_student_scores_zero(graded, name):
+    row, res = graded["rows"][("blank", name)], graded["results"][("blank", name)]
+    assert row["status"] == "graded", _explain(res)
+    assert float(row["score"]) == 0.0, _explain(res)
+
+
+@pytest.mark.parametrize("name,exercise,tests", EXERCISES, ids=[f"{n}-{e}" for n, e, _ in EXERCISES])
+def test_one_blank_exercise_loses_exactly_its_points(graded, name, exercise, tests):
+    assert tests, f"{exercise} has no test cell (expected test_{exercise[3:]})"
+    res = graded["results"][(_sid("oneblank", name, exercise), name)]
+    assert res["status"] == "graded", _explain(res)
+    for gid, mx in res["max_scores"].items():
+        want = 0.0 if gid in tests else mx
+        assert res["scores"][gid] == want, f"{gid}: {_explain(res)}"
+    row = graded["rows"][(_sid("oneblank", name, exercise), name)]
+    lost = sum(res["max_scores"][t] for t in tests)
+    assert float(row["score"]) == pytest.approx(float(row["max_score"]) - lost)
+
+
+def test_wrong_answers_lose_their_points(graded):
+    tried = 0
+    for name in NOTEBOOKS:
+        key = ("wrong", name)
+        if key not in graded["results"] or graded["results"][key]["status"] == "not submitted":
+            continue
+        res = graded["results"][key]
+        assert res["status"] == "graded", _explain(res)
+        nb = nbformat.read(str(SOLUTIONS / f"{name}.ipynb"), as_version=4)
+        wrong_tests = {t for ex, ts in synth.exercise_tests(nb).items() if ex in WRONG for t in ts}
+        for gid, mx in res["max_scores"].items():
+            tried += gid in wrong_tests
+            assert res["scores"][gid] == (0.0 if gid in wrong_tests else mx), f"{gid}: {_explain(res)}"
+    if not tried:
+        pytest.skip("none of the hand-written wrong answers matches an exercise of these notebooks")
+
+
+def test_csv_has_one_row_per_student_and_notebook(graded):
+    students = {s for s, _ in graded["rows"]}
+    assert {"perfect", "blank"} <= students
+    for s in students:
+        for name in NOTEBOOKS:
+            assert (s, name) in graded["rows"]
+    for row in graded["rows"].values():
+        assert set(row) == {"student_id", "notebook", "score", "max_score", "status", "reason"}
+        src = nbformat.read(str(SOLUTIONS / f"{row['notebook']}.ipynb"), as_version=4)
+        assert float(row["max_score"]) == sum(points_of(src).values())
