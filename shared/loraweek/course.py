@@ -72,14 +72,16 @@ def execute_notebook(path: Path, out_dir: Path, profile: str | None = None,
 
 
 KEY_FIGURES = ("eval_loss_before", "eval_loss_after", "tokens_per_s", "peak_memory_mb", "train_seconds",
-               "json_valid_after", "reload_identical")
+               "json_valid_after", "reload_identical",  # day 2
+               "lora_trainable", "lora_formula", "peft_trainable", "full_ft_65b_gb", "qlora_65b_r64_gb",
+               "checkpoint_mb")  # day 1
 
 
 def format_table(runs: list[NotebookRun]) -> str:
     lines = [f"{'notebook':<34} {'status':<7} {'time':>7}  key figures", "-" * 100]
     for r in runs:
         figures = {k: r.summary[k] for k in KEY_FIGURES if k in r.summary} or {
-            k: v for k, v in list(r.summary.items())[:6]}
+            k: v for k, v in list(r.summary.items())[:6] if not isinstance(v, dict)}
         text = ", ".join(f"{k}={v}" for k, v in figures.items())
         lines.append(f"{r.name:<34} {'ok' if r.ok else 'FAILED':<7} {r.seconds:6.0f}s  {text}")
         if r.error:
