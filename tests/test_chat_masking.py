@@ -70,12 +70,17 @@ def _with_template(tok, template):
     return other
 
 
+def _chatml_rendering_content_as(tok, content_expr: str):
+    """A ChatML template that renders each message's content through `content_expr` (Jinja)."""
+    return _with_template(tok, (
+        "{%- for message in messages %}"
+        "{{- '<|im_start|>' + message['role'] + '\\n' + " + content_expr + " + '<|im_end|>\\n' }}"
+        "{%- endfor %}"))
+
+
 def test_render_chat_refuses_a_template_that_rewrites_the_answer(tok, examples):
     messages = chat.build_messages(examples[0])
-    shouting = _with_template(tok, (
-        "{%- for message in messages %}"
-        "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] | upper) + '<|im_end|>\\n' }}"
-        "{%- endfor %}"))
+    shouting = _chatml_rendering_content_as(tok, "(message['content'] | upper)")
     with pytest.raises(ValueError, match="changed the assistant's content"):
         chat.render_chat(shouting, messages)
     with pytest.raises(ValueError, match="changed the assistant's content"):
@@ -84,10 +89,7 @@ def test_render_chat_refuses_a_template_that_rewrites_the_answer(tok, examples):
 
 def test_render_chat_refuses_text_between_answer_and_end_of_turn(tok, examples):
     messages = chat.build_messages(examples[0])
-    signed = _with_template(tok, (
-        "{%- for message in messages %}"
-        "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + ' -- bot<|im_end|>\\n' }}"
-        "{%- endfor %}"))
+    signed = _chatml_rendering_content_as(tok, "message['content'] + ' -- bot'")
     with pytest.raises(ValueError, match=r"expected '<\|im_end\|>' right after the assistant's answer"):
         chat.render_chat(signed, messages)
 
