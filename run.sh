@@ -27,8 +27,25 @@ setup() {
   export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 }
 
+# The browser test (Day 5's chat page) needs Debian's chromium; grading's sandbox needs
+# bubblewrap. Install them where we can (root + apt); otherwise the tests that need them
+# skip with a message saying how to install them.
+system_packages() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing system packages: ${missing[*]}"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null 2>&1 \
+      || echo "== could not install ${missing[*]}; the tests that need them will skip"
+  else
+    echo "== not installed: ${missing[*]} (sudo apt-get install ${missing[*]}); the tests that need them will skip"
+  fi
+}
+
 case "${1:-}" in
   course) setup; shift; exec python -m loraweek.course "$@" ;;
-  test)   setup; shift; exec python -m pytest -q --durations=15 "$@" ;;
+  test)   setup; system_packages; shift; exec python -m pytest -q --durations=15 "$@" ;;
   *) echo "usage: bash run.sh course|test [extra args]" >&2; exit 2 ;;
 esac
