@@ -47,6 +47,7 @@ class Profile:
     save_every: int
     gradient_checkpointing: bool
     max_new_tokens: int
+    score_examples: int             # held-out messages per split that notebooks generate answers for
     reason: str = ""                # why this profile was chosen (printed to students)
 
     def replace(self, **changes) -> "Profile":
@@ -68,22 +69,22 @@ _SIZES = {
     "ci": dict(model_id=CI_MODEL_ID, max_seq_len=320, train_examples=3200, eval_examples=96,
                max_steps=100, batch_size=16, grad_accum=1, learning_rate=5e-3, lora_r=16,
                lora_alpha=32, sweep_steps=25, eval_every=25, save_every=25,
-               gradient_checkpointing=False, max_new_tokens=64),
+               gradient_checkpointing=False, max_new_tokens=64, score_examples=200),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
                   learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, eval_every=50,
-                  save_every=50, gradient_checkpointing=True, max_new_tokens=160),
+                  save_every=50, gradient_checkpointing=True, max_new_tokens=160, score_examples=400),
     "gpu": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=512, train_examples=3200,
                 eval_examples=400, max_steps=400, batch_size=32, grad_accum=1,
                 learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=60, eval_every=50,
-                save_every=50, gradient_checkpointing=False, max_new_tokens=160),
+                save_every=50, gradient_checkpointing=False, max_new_tokens=160, score_examples=400),
 }
 
 
 # Autograding runs every cell of every submission: the smallest sizes that still execute
 # each code path (same functions, fewer steps and examples).  Quality is never graded.
 GRADING_SIZES = dict(max_steps=4, train_examples=64, eval_examples=16, sweep_steps=2,
-                     eval_every=2, save_every=2)
+                     eval_every=2, save_every=2, score_examples=16)
 
 
 def _detect() -> tuple[str, str]:
