@@ -70,6 +70,11 @@ def _recipe_hash(corpus: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
+def ci_model_hash() -> str:
+    """The hash naming the cached ci model (changes whenever its recipe or corpus does)."""
+    return _recipe_hash(_corpus())
+
+
 def train_tokenizer(corpus: list[str]):
     """Byte-level BPE with Qwen2's own normalizer and pre-tokenizer.
 
