@@ -249,7 +249,8 @@ def main(argv=None):
     result = run_qlora(get_profile(a.profile), a.output_dir, r=a.rank, max_steps=a.max_steps,
                        learning_rate=a.learning_rate, resume=not a.no_resume, save_every=a.save_every,
                        progress=False)
-    result.model.save_pretrained(Path(a.output_dir) / "adapter")
+    if result.trainer.is_world_process_zero():  # under `accelerate launch` every rank gets here: save once
+        result.model.save_pretrained(Path(a.output_dir) / "adapter")
 
 
 if __name__ == "__main__":
