@@ -1,0 +1,368 @@
+"""The FastAPI app: OpenAI chat completions in front of the batching engine.
+
+Routes
+  POST /v1/chat/completions   OpenAI contract, plain and SSE streaming   (API key)
+  GET  /v1/models             served names: the adapter and its base     (API key)
+  GET  /health                200 when the model is loaded, 503 before   (public)
+  GET  /metrics               Prometheus text format                     (public)
+  GET  /                      the chat page (static HTML + JS)           (public)
+  GET  /ping, POST /invocations, $AIP_* routes: SageMaker / Vertex AI (see cloud.py)
+
+Every failure is OpenAI's error body with the right status (errors.py); nothing a
+client sends can produce a 500 or a stack trace.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loraweek.data.chat import SYSTEM_PROMPT, scrub_message
+from loraweek.evaluation import parse_answer
+from loraweek.serving import errors
+from loraweek.serving.backend import ServedModel, prompt_ids
+from loraweek.serving.engine import BatchingEngine, Event, GenRequest, QueueFull
+from loraweek.serving.errors import APIError
+from loraweek.serving.metrics import RouterMetrics
+from loraweek.serving.protocol import ChatRequest, decode_json_body, parse_chat_request
+from loraweek.serving.security import KeyChecker, RateLimiter, presented_key
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@dataclass
+class ServerConfig:
+    api_keys: list[str]
+    max_body_bytes: int = 1_000_000
+    max_input_tokens: int = 1024
+    max_tokens_cap: int = 256
+    default_max_tokens: int = 128
+    rate_limit_per_minute: float = 600
+    rate_limit_burst: int | None = None
+    max_batch: int = 8
+    max_queue: int = 64
+    use_cache: bool = True
+    public_cloud_routes: bool = False   # SageMaker/Vertex authenticate callers with IAM before us
+    extra: dict = field(default_factory=dict)
+
+
+class _State:
+    """What the routes share; `served`/`engine` stay None while the model loads."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.keys = KeyChecker(config.api_keys)
+        self.limiter = RateLimiter(config.rate_limit_per_minute, config.rate_limit_burst)
+        self.metrics = RouterMetrics()
+        self.served: ServedModel | None = None
+        self.engine: BatchingEngine | None = None
+        self.load_error: str | None = None
+
+    def attach(self, served: ServedModel) -> None:
+        self.engine = BatchingEngine(served, self.config.max_batch, self.config.max_queue, self.config.use_cache,
+                                     on_batch=self.metrics.batch_size.observe).start()
+        self.served = served
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by route template and status (pure ASGI: safe with streaming)."""
+
+    ROUTES = {"/v1/chat/completions", "/v1/models", "/health", "/metrics", "/", "/ping", "/invocations",
+              "/static/chat.js", "/static/chat.css"}
+
+    def __init__(self, app, state: _State):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope["path"]
+            route = path if path in self.ROUTES or path in self.state.config.extra.get("routes", ()) else "other"
+            self.state.metrics.requests.labels(route, str(status["code"])).inc()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) as soon as it passes `limit` bytes: a 10 MB body is never buffered whole."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise errors.too_large(f"Request body is {declared} bytes; the limit is {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.too_large(f"Request body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def conversation(req: ChatRequest) -> list[dict]:
+    """The messages the model sees: the router's system prompt unless the client sent one, and
+    user text scrubbed of PII exactly as in training (train/serve skew is a classic bug)."""
+    msgs = []
+    for m in req.messages:
+        role = "system" if m.role == "developer" else m.role
+        text = m.text()
+        msgs.append({"role": role, "content": scrub_message(text) if role == "user" else text})
+    if msgs[0]["role"] != "system":
+        msgs.insert(0, {"role": "system", "content": SYSTEM_PROMPT})
+    return msgs
+
+
+def _chunk(rid: str, created: int, model: str, delta: dict, finish: str | None = None) -> str:
+    body = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerConfig) -> FastAPI:
+    """The app.  `model` may be a loader: it then runs in a thread and /health says 503 until it is done."""
+    state = _State(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if isinstance(model, ServedModel):
+            state.attach(model)
+        else:
+            def run():
+                try:
+                    state.attach(model())
+                except Exception as exc:  # reported by /health, not a crash loop
+                    state.load_error = f"{type(exc).__name__}: {exc}"
+            threading.Thread(target=run, daemon=True, name="loraweek-load").start()
+        yield
+        if state.engine:
+            state.engine.stop()
+
+    app = FastAPI(title="loraweek helpdesk router", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    app.state.router = state
+
+    @app.exception_handler(APIError)
+    async def _api_error(request, exc: APIError):
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code=code).response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request, exc):
+        # never a stack trace to the client; the server log has it
+        return APIError(500, "Internal error while serving the request.", type="server_error").response()
+
+    def guard(request: Request, public: bool = False) -> str:
+        """API key, then the key's rate limit; returns the key id (a hash prefix)."""
+        if public:
+            return "public"
+        key_id = state.keys.check(presented_key(request.headers))
+        if key_id is None:
+            raise errors.unauthorized()
+        wait = state.limiter.acquire(key_id)
+        if wait > 0:
+            raise errors.rate_limited(wait)
+        return key_id
+
+    def ready() -> tuple[ServedModel, BatchingEngine]:
+        if state.served is None or state.engine is None:
+            raise APIError(503, "The model is still loading." if not state.load_error
+                           else f"The model failed to load: {state.load_error}", type="server_error",
+                           code="model_not_ready", headers={"Retry-After": "5"})
+        return state.served, state.engine
+
+    # ---- the contract -------------------------------------------------------------
+    async def chat_completion(request: Request, req: ChatRequest):
+        served, engine = ready()
+        if req.model not in served.names:
+            raise errors.model_not_found(req.model, list(served.names))
+        ids = prompt_ids(served, conversation(req))
+        if len(ids) > config.max_input_tokens:
+            raise errors.too_large(f"The conversation is {len(ids)} tokens; the limit is {config.max_input_tokens}.",
+                                   param="messages")
+        max_tokens = min(req.max_completion_tokens or req.max_tokens or config.default_max_tokens,
+                         config.max_tokens_cap)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        gen = GenRequest(req.model, ids, max_tokens, emit=lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),
+                         temperature=req.temperature or 0.0, top_p=req.top_p or 1.0, seed=req.seed,
+                         stop=req.stop_list(), min_tokens=min(req.min_tokens, max_tokens))
+        try:
+            engine.submit(gen)
+        except QueueFull:
+            raise errors.overloaded() from None
+        m = state.metrics
+        m.prompt_tokens.inc(len(ids))
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        headers = {"x-request-id": rid}
+        want_json = req.response_format is not None and req.response_format.type == "json_object"
+
+        def check_answer(text: str) -> APIError | None:
+            parsed = parse_answer(text)
+            if parsed is None:
+                m.invalid_json.inc()
+                if want_json:
+                    return APIError(502, "The model's answer is not valid routing JSON (keys intent, priority, "
+                                    "language, reply with allowed labels).", type="server_error",
+                                    code="invalid_model_output", headers={"x-should-retry": "false", **headers})
+            else:
+                m.intents.labels(parsed["intent"]).inc()
+                m.languages.labels(parsed["language"]).inc()
+            return None
+
+        def usage(done: Event) -> dict:
+            return {"prompt_tokens": len(ids), "completion_tokens": done.completion_tokens,
+                    "total_tokens": len(ids) + done.completion_tokens}
+
+        if req.stream:
+            include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+            async def sse():
+                t0, first, finished = time.perf_counter(), True, False
+                m.inflight.inc()
+                try:
+                    yield _chunk(rid, created, req.model, {"role": "assistant", "content": ""})
+                    text = ""
+                    while True:
+                        ev = await queue.get()
+                        if ev.kind == "delta":
+                            if first:
+                                m.ttft.observe(time.perf_counter() - t0)
+                                first = False
+                            text += ev.text
+                            yield _chunk(rid, created, req.model, {"content": ev.text})
+                        elif ev.kind == "error":
+                            finished = True
+                            body = APIError(500, ev.text, type="server_error").body()
+                            yield f"data: {json.dumps(body)}\n\n"
+                            break
+                        else:
+                            finished = True
+                            m.generated_tokens.inc(ev.completion_tokens)
+                            m.latency.observe(time.perf_counter() - t0)
+                            bad = check_answer(text)
+                            if bad is not None:   # the 200 is already sent: report in the stream
+                                yield f"data: {json.dumps(bad.body())}\n\n"
+                            yield _chunk(rid, created, req.model, {}, ev.finish_reason)
+                            if include_usage:
+                                body = {"id": rid, "object": "chat.completion.chunk", "created": created,
+                                        "model": req.model, "choices": [], "usage": usage(ev)}
+                                yield f"data: {json.dumps(body)}\n\n"
+                            break
+                    yield "data: [DONE]\n\n"
+                finally:
+                    m.inflight.dec()
+                    if not finished:       # the client went away: stop generating for it
+                        gen.cancelled.set()
+                        m.cancelled.inc()
+
+            return StreamingResponse(sse(), media_type="text/event-stream",
+                                     headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+        t0, text, first = time.perf_counter(), "", True
+        m.inflight.inc()
+        try:
+            while True:
+                try:
+                    ev = await asyncio.wait_for(queue.get(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        gen.cancelled.set()
+                        m.cancelled.inc()
+                        return Response(status_code=499)
+                    continue
+                if ev.kind == "delta":
+                    if first:
+                        m.ttft.observe(time.perf_counter() - t0)
+                        first = False
+                    text += ev.text
+                elif ev.kind == "error":
+                    raise APIError(500, ev.text, type="server_error")
+                else:
+                    break
+        except asyncio.CancelledError:
+            gen.cancelled.set()
+            raise
+        finally:
+            m.inflight.dec()
+        m.generated_tokens.inc(ev.completion_tokens)
+        m.latency.observe(time.perf_counter() - t0)
+        bad = check_answer(text)
+        if bad is not None:
+            raise bad
+        return JSONResponse({
+            "id": rid, "object": "chat.completion", "created": created, "model": req.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "logprobs": None, "finish_reason": ev.finish_reason}],
+            "usage": usage(ev), "system_fingerprint": None}, headers=headers)
+
+    async def parsed_request(request: Request) -> ChatRequest:
+        return parse_chat_request(decode_json_body(await read_body(request, config.max_body_bytes),
+                                                   config.max_body_bytes))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        guard(request)
+        return await chat_completion(request, await parsed_request(request))
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        guard(request)
+        served, _ = ready()
+        base = next((n for n, on in served.names.items() if not on), None)
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "loraweek",
+                 "root": n, "parent": base if on and base else None} for n, on in served.names.items()]
+        return {"object": "list", "data": data}
+
+    @app.get("/health")
+    async def health():
+        if state.served is None:
+            raise APIError(503, "Loading model" if not state.load_error else f"Model failed to load: {state.load_error}",
+                           type="unavailable_error", code="model_not_ready", headers={"Retry-After": "5"})
+        return {"status": "ok", "models": list(state.served.names), "queue": state.engine.waiting,
+                "running": state.engine.running, **state.served.description}
+
+    @app.get("/metrics")
+    async def metrics():
+        state.metrics.queue.set(state.engine.waiting if state.engine else 0)
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/")
+    async def page():
+        return FileResponse(STATIC / "index.html", headers={
+            # no inline script, no third-party origin: a reply can never run as code here
+            "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+                                       "connect-src 'self'; frame-ancestors 'self'",
+            "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/static/{name}")
+    async def static(name: str):
+        files = {"chat.js": "text/javascript", "chat.css": "text/css"}
+        if name not in files:      # a fixed allow-list: no path traversal possible
+            raise APIError(404, f"No static file {name!r}.", code="not_found")
+        return FileResponse(STATIC / name, media_type=files[name], headers={"X-Content-Type-Options": "nosniff"})
+
+    from loraweek.serving.cloud import add_cloud_routes
+    add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion)
+    app.add_middleware(MetricsMiddleware, state=state)
+    return app

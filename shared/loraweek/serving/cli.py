@@ -1,0 +1,78 @@
+"""`python -m loraweek.serve`: load the model, build the app, run uvicorn.
+
+    LORAWEEK_API_KEYS=my-secret python -m loraweek.serve --adapter runs/day2/adapter
+    LORAWEEK_API_KEYS=my-secret python -m loraweek.serve --model runs/day5/merged --port 8000
+    LORAWEEK_API_KEYS=my-secret python -m loraweek.serve --course-adapter   # the course's fine-tuned adapter
+
+The port is `--port`, else `$AIP_HTTP_PORT` (Vertex AI), else 8000.  The model loads in
+the background: `/health` answers 503 until it is ready, then 200.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from loraweek.serving.app import ServerConfig, create_app
+from loraweek.serving.backend import QUANTIZATIONS, load_served_model, warm_up
+from loraweek.serving.security import KEYS_ENV, keys_from_env
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m loraweek.serve", description=__doc__.splitlines()[0])
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--adapter", help="a peft adapter folder (served as NAME plus its base as 'base')")
+    what.add_argument("--model", help="a full model folder, e.g. a merged export")
+    what.add_argument("--course-adapter", action="store_true",
+                      help="the course's fine-tuned adapter for the profile (trained once and cached)")
+    p.add_argument("--base", help="base model for --adapter (default: the one recorded in adapter_config.json)")
+    p.add_argument("--name", help="served model name (default: helpdesk-router, or the --model folder name)")
+    p.add_argument("--profile", help="ci / colab / gpu (default: from the hardware)")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="none", help="load the base in 4-bit NF4 or not")
+    p.add_argument("--merge", action="store_true", help="merge the adapter into a full-precision base")
+    p.add_argument("--no-kv-cache", action="store_true", help="recompute the prefix every step (for measuring)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("AIP_HTTP_PORT", 8000)))
+    p.add_argument("--max-batch", type=int, default=8)
+    p.add_argument("--max-queue", type=int, default=64)
+    p.add_argument("--max-tokens-cap", type=int, default=256)
+    p.add_argument("--max-input-tokens", type=int, default=1024)
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    p.add_argument("--rate-limit", type=float, default=600, help="requests per minute per API key")
+    p.add_argument("--public-cloud-routes", action="store_true",
+                   help="no API key on /invocations and $AIP_PREDICT_ROUTE (the platform authenticates)")
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    keys = keys_from_env()
+    if not keys:
+        print(f"error: no API keys. Set {KEYS_ENV}=key1,key2 in the environment (never on the command line, "
+              "where other users can read it in the process list).", file=sys.stderr)
+        return 2
+    from loraweek.profiles import get_profile
+
+    profile = get_profile(a.profile)
+
+    def load():
+        adapter = a.adapter
+        if a.course_adapter:
+            from loraweek.finetuned import course_adapter
+            adapter = course_adapter(profile, progress=False)
+        served = load_served_model(adapter=adapter, model=a.model, base=a.base, quantization=a.quantization,
+                                   merge=a.merge, adapter_name=a.name, profile=profile)
+        warm_up(served)
+        logging.getLogger("loraweek.serve").warning("model ready: %s", served.description)
+        return served
+
+    config = ServerConfig(api_keys=keys, max_body_bytes=a.max_body_bytes, max_input_tokens=a.max_input_tokens,
+                          max_tokens_cap=a.max_tokens_cap, default_max_tokens=min(profile.max_new_tokens * 2, a.max_tokens_cap),
+                          rate_limit_per_minute=a.rate_limit, max_batch=a.max_batch, max_queue=a.max_queue,
+                          use_cache=not a.no_kv_cache, public_cloud_routes=a.public_cloud_routes)
+    import uvicorn
+
+    # access logs name the route and status only; uvicorn never logs headers, so no key leaks
+    uvicorn.run(create_app(load, config), host=a.host, port=a.port, log_level="warning")
+    return 0

@@ -1,0 +1,74 @@
+"""The same app on managed platforms: SageMaker and Vertex AI custom containers.
+
+SageMaker runs `docker run IMAGE serve` and talks to port 8080: `GET /ping` must answer
+200 when the container is healthy, `POST /invocations` gets the request body as sent to
+the endpoint (here: a chat-completions body, as vLLM's `/invocations` does).
+Vertex AI passes `AIP_HTTP_PORT`, `AIP_HEALTH_ROUTE` and `AIP_PREDICT_ROUTE`; the
+predict body is `{"instances": [...], "parameters": {...}}` and the answer
+`{"predictions": [...]}`, one prediction per instance (here: each instance is a
+chat-completions body without `model`, or `{"message": "customer text"}`).
+
+Both platforms authenticate callers (IAM) before the request reaches the container and
+do not forward an Authorization header, so `public_cloud_routes=True` (the Dockerfile's
+`--public-cloud-routes`) lets these routes skip our API key.  Never expose such a
+container directly to the internet.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from fastapi import Request
+
+from loraweek.serving.errors import bad_request
+from loraweek.serving.protocol import decode_json_body, parse_chat_request
+
+
+def vertex_routes(env=os.environ) -> tuple[str | None, str | None]:
+    return env.get("AIP_HEALTH_ROUTE"), env.get("AIP_PREDICT_ROUTE")
+
+
+def add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion) -> None:
+    config = state.config
+    public = config.public_cloud_routes
+
+    @app.get("/ping")
+    async def ping():
+        ready()
+        return {"status": "ok"}
+
+    @app.post("/invocations")
+    async def invocations(request: Request):
+        guard(request, public=public)
+        return await chat_completion(request, await parsed_request(request))
+
+    health_route, predict_route = vertex_routes()
+    routes = config.extra.setdefault("routes", set())
+    if health_route and health_route not in ("/health", "/ping"):
+        routes.add(health_route)
+        app.add_api_route(health_route, ping, methods=["GET"])
+    if predict_route:
+        routes.add(predict_route)
+
+        async def predict(request: Request):
+            guard(request, public=public)
+            from loraweek.serving.app import read_body
+
+            body = decode_json_body(await read_body(request, config.max_body_bytes), config.max_body_bytes)
+            instances = body.get("instances")
+            if not isinstance(instances, list) or not instances:
+                raise bad_request("Vertex AI body must have a non-empty 'instances' list.", param="instances")
+            served, _ = ready()
+            predictions = []
+            for i, inst in enumerate(instances):
+                if isinstance(inst, dict) and isinstance(inst.get("message"), str):
+                    inst = {"messages": [{"role": "user", "content": inst["message"]}]}
+                if not isinstance(inst, dict):
+                    raise bad_request(f"instances[{i}] must be an object.", param=f"instances[{i}]")
+                req = parse_chat_request({"model": served.default_name, **body.get("parameters", {}), **inst,
+                                          "stream": False, "stream_options": None})
+                resp = await chat_completion(request, req)
+                predictions.append(json.loads(resp.body))
+            return {"predictions": predictions}
+
+        app.add_api_route(predict_route, predict, methods=["POST"])

@@ -1,0 +1,241 @@
+"""Batch what is waiting: one generation thread, many HTTP requests.
+
+Each HTTP request becomes a `GenRequest` in a queue.  The generation thread takes
+every waiting request for the same model name (up to `max_batch`), left-pads the
+prompts into one batch and decodes token by token with a KV cache.  One forward pass
+for 8 rows costs far less than 8 passes for 1 row (the weights are read once), which is
+where the throughput of concurrent clients comes from.
+
+Per row: its own sampling (greedy at temperature 0, else temperature + top-p with its
+own seeded generator), its own stop conditions (end-of-turn ids, `stop` strings,
+`max_tokens`), and its own callback that receives text deltas as they are decoded.
+A cancelled row (the client went away) is dropped from the batch and from the cache at
+the next step, so nobody keeps paying for it.
+
+transformers 5.x also ships continuous batching (`generate_batch`,
+`init_continuous_batching`); we keep this explicit loop because it runs unchanged on
+an unmerged `PeftModel` (adapter on/off per batch) and on a 4-bit bitsandbytes model.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from loraweek.serving.backend import ServedModel
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class Event:
+    kind: str                       # "delta", "done" or "error"
+    text: str = ""
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+
+
+@dataclass
+class GenRequest:
+    model_name: str
+    prompt_ids: list[int]
+    max_tokens: int
+    emit: Callable[[Event], None]   # called from the generation thread; must be thread-safe
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    min_tokens: int = 0
+    stop: list[str] = field(default_factory=list)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    def __init__(self, req: GenRequest, device):
+        self.req = req
+        self.ids: list[int] = []
+        self.sent = 0                  # characters already emitted
+        self.gen = None
+        if req.temperature > 0:
+            self.gen = torch.Generator(device=device)
+            self.gen.manual_seed(req.seed if req.seed is not None else int(time.time_ns() % 2**63))
+
+    def pick(self, logits: torch.Tensor, eos: list[int]) -> int:
+        if len(self.ids) < self.req.min_tokens:
+            logits = logits.clone()
+            logits[eos] = float("-inf")
+        if self.gen is None:
+            return int(logits.argmax())
+        probs = torch.softmax(logits.float() / self.req.temperature, dim=-1)
+        if self.req.top_p < 1.0:
+            sorted_p, order = probs.sort(descending=True)
+            keep = sorted_p.cumsum(-1) - sorted_p < self.req.top_p   # smallest set reaching top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+        return int(torch.multinomial(probs, 1, generator=self.gen))
+
+
+class BatchingEngine:
+    def __init__(self, served: ServedModel, max_batch: int = 8, max_queue: int = 64, use_cache: bool = True,
+                 on_batch: Callable[[int], None] | None = None):
+        self.served, self.max_batch, self.max_queue, self.use_cache = served, max_batch, max_queue, use_cache
+        self.on_batch = on_batch
+        self._waiting: deque[GenRequest] = deque()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.running = 0
+        self._thread = threading.Thread(target=self._loop, name="loraweek-generation", daemon=True)
+
+    # ---- queue -------------------------------------------------------------------
+    def start(self) -> "BatchingEngine":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, req: GenRequest) -> None:
+        with self._cond:
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFull
+            self._waiting.append(req)
+            self._cond.notify()
+
+    def _take_batch(self) -> list[GenRequest]:
+        with self._cond:
+            while not self._waiting and not self._stopped:
+                self._cond.wait()
+            if self._stopped:
+                return []
+            name = self._waiting[0].model_name   # one batch = one model name (adapter on or off)
+            batch = [r for r in self._waiting if r.model_name == name and not r.cancelled.is_set()][: self.max_batch]
+            for r in list(self._waiting):
+                if r in batch or r.cancelled.is_set():
+                    self._waiting.remove(r)
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if self._stopped:
+                return
+            if not batch:
+                continue
+            self.running = len(batch)
+            try:
+                if self.on_batch:
+                    self.on_batch(len(batch))
+                with self.served.use(batch[0].model_name):
+                    self._generate(batch)
+            except Exception as exc:  # a failed batch fails its requests, never the server
+                traceback.print_exc()
+                for r in batch:
+                    r.emit(Event("error", text=f"generation failed: {type(exc).__name__}: {exc}"))
+            finally:
+                self.running = 0
+
+    # ---- decoding ------------------------------------------------------------------
+    def _delta(self, row: _Row, final: bool) -> str:
+        """New text since the last emission; holds back an unfinished UTF-8 character and
+        anything that could still turn out to be the start of a stop string."""
+        text = self.served.tokenizer.decode(row.ids, skip_special_tokens=True)
+        hold = 0 if final else max((len(s) - 1 for s in row.req.stop), default=0)
+        if not final and text.endswith("\ufffd"):
+            hold = max(hold, 1)
+        upto = max(row.sent, len(text) - hold)
+        out, row.sent = text[row.sent:upto], upto
+        return out
+
+    def _stop_hit(self, row: _Row) -> int | None:
+        """Character index where the earliest stop string starts, if any."""
+        if not row.req.stop:
+            return None
+        text = self.served.tokenizer.decode(row.ids, skip_special_tokens=True)
+        hits = [i for i in (text.find(s) for s in row.req.stop) if i >= 0]
+        return min(hits) if hits else None
+
+    @torch.no_grad()
+    def _generate(self, batch: list[GenRequest]) -> None:
+        from transformers import DynamicCache
+
+        model, tok = self.served.model, self.served.tokenizer
+        device = model.device
+        pad = tok.pad_token_id if tok.pad_token_id is not None else self.served.eos_ids[0]
+        width = max(len(r.prompt_ids) for r in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, r in enumerate(batch):          # left padding: every prompt ends where its answer starts
+            ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
+            mask[i, width - len(r.prompt_ids):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        rows = [_Row(r, device) for r in batch]
+        eos = set(self.served.eos_ids)
+        cache = DynamicCache(config=model.config) if self.use_cache else None
+        full_ids, step_ids = ids, ids
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        step_pos = positions
+        for step in range(max(r.max_tokens for r in batch)):
+            if self.use_cache:
+                out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                            past_key_values=cache, use_cache=True)
+            else:  # no cache: recompute the whole prefix at every step (the cost the cache saves)
+                out = model(input_ids=full_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+            logits = out.logits[:, -1, :]
+            keep, next_ids = [], []
+            for i, row in enumerate(rows):
+                if row.req.cancelled.is_set():
+                    continue
+                token = row.pick(logits[i], self.served.eos_ids)
+                finish = None
+                if token in eos:
+                    finish = "stop"
+                else:
+                    row.ids.append(token)
+                    cut = self._stop_hit(row)
+                    if cut is not None:
+                        finish = "stop"
+                        text = tok.decode(row.ids, skip_special_tokens=True)[:cut]
+                        if len(text) > row.sent:
+                            row.req.emit(Event("delta", text=text[row.sent:]))
+                        row.sent = len(text)
+                        row.req.emit(Event("done", finish_reason=finish, completion_tokens=len(row.ids)))
+                        continue
+                    if len(row.ids) >= row.req.max_tokens:
+                        finish = "length"
+                delta = self._delta(row, final=finish is not None)
+                if delta:
+                    row.req.emit(Event("delta", text=delta))
+                if finish:
+                    row.req.emit(Event("done", finish_reason=finish, completion_tokens=len(row.ids)))
+                    continue
+                keep.append(i)
+                next_ids.append(token)
+            if not keep:
+                return
+            sel = torch.tensor(keep, device=device)
+            rows = [rows[i] for i in keep]
+            nxt = torch.tensor(next_ids, device=device).unsqueeze(1)
+            mask = torch.cat([mask[sel], torch.ones_like(nxt)], dim=1)
+            if self.use_cache:
+                if len(keep) < logits.shape[0]:
+                    cache.batch_select_indices(sel)   # finished or cancelled rows leave the cache too
+                step_pos = step_pos[sel][:, -1:] + 1
+                step_ids = nxt
+            else:
+                full_ids = torch.cat([full_ids[sel], nxt], dim=1)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
