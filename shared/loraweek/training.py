@@ -167,7 +167,7 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
           output_dir, *, max_steps: int | None = None, learning_rate: float | None = None,
           batching: str = "bucketed", resume: bool = True,
           save_every: int | None = None, seed: int = 0, progress: bool = True,
-          print_report: bool = True) -> TrainResult:
+          print_report: bool = True, callbacks=None, report_to=None) -> TrainResult:
     """Train `model` (already a PeftModel) and return it with its loss history and report.
 
     With `resume=True` and a checkpoint in `output_dir`, training continues from the last
@@ -177,9 +177,14 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
     max_steps = max_steps or profile.max_steps
     args = training_arguments(profile, output_dir, max_steps, learning_rate or profile.learning_rate, seed,
                               batching, save_every, progress)
+    if report_to:  # e.g. "tensorboard": event files under output_dir/runs
+        args.report_to = [report_to] if isinstance(report_to, str) else list(report_to)
+    if any(type(cb).__name__ == "EarlyStoppingCallback" for cb in callbacks or ()):
+        # early stopping compares validation losses and ends on the best checkpoint, not the last
+        args.load_best_model_at_end, args.metric_for_best_model, args.greater_is_better = True, "eval_loss", False
     trainer = _trainer_class()(model=model, args=args, train_dataset=FeatureDataset(train_features),
                                eval_dataset=FeatureDataset(eval_features), processing_class=tokenizer,
-                               data_collator=make_collator(tokenizer, batching))
+                               data_collator=make_collator(tokenizer, batching), callbacks=callbacks)
     if not progress:  # quiet runs (sweeps, benchmarks): no per-step log dicts either
         from transformers import PrinterCallback
         trainer.remove_callback(PrinterCallback)
