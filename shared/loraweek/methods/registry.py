@@ -1,0 +1,191 @@
+"""Method name -> how to build the trainable model, and how to save and reload it.
+
+Every method starts from the same base model of the profile and gets the same data, steps,
+batch, seed and schedule (see `compare`); only the learning rate is swept per method,
+because defaults decide rankings otherwise (peft's own benchmark: IA3 scores 45.5 % at lr
+5e-3 and 31.1 % at 1e-4).  Learning rates are factors of the profile's LoRA learning rate,
+so the same code runs in every profile.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from loraweek.profiles import Profile
+
+VIRTUAL_TOKENS = 16  # prefix / prompt tuning: learned tokens prepended to every sequence
+HFT_STAGES = 4       # half fine-tuning re-draws its trained half this many times per run
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    summary: str
+    lr_factors: tuple[float, ...]   # swept learning rates = profile.learning_rate * factors
+    can_merge: bool                 # can the update be folded into the base weights?
+    peft: bool                      # saved / reloaded with peft (adapter only)
+    quantization: str | None = None
+
+
+METHODS = {m.name: m for m in (
+    Method("full", "full fine-tuning: every weight trains", (0.02, 0.1), can_merge=True, peft=False),
+    Method("lora", "LoRA: low-rank update B·A beside each frozen linear", (0.3, 1.0), can_merge=True, peft=True),
+    Method("qlora", "QLoRA: LoRA on a 4-bit NF4 base", (0.3, 1.0), can_merge=False, peft=True,
+           quantization="nf4"),
+    Method("dora", "DoRA: LoRA direction + a trained magnitude per output", (0.3, 1.0), can_merge=True, peft=True),
+    Method("bottleneck", "Houlsby adapter: small MLP after attention and MLP", (0.3, 1.0), can_merge=False,
+           peft=False),
+    Method("ia3", "IA3: learned scaling of keys, values and MLP activations", (1.0, 5.0), can_merge=True,
+           peft=True),
+    Method("prefix", "prefix tuning: learned keys/values at every layer", (1.0, 5.0), can_merge=False, peft=True),
+    Method("prompt", "prompt tuning: learned input embeddings", (1.0, 5.0), can_merge=False, peft=True),
+    Method("hft", "half fine-tuning: a random half of the groups trains per stage", (0.02, 0.1),
+           can_merge=True, peft=False),
+)}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def learning_rates(name: str, profile: Profile) -> list[float]:
+    return [profile.learning_rate * f for f in get_method(name).lr_factors]
+
+
+def trains_base_weights(name: str) -> bool:
+    return name in ("full", "hft")
+
+
+def training_profile(name: str, profile: Profile) -> Profile:
+    """Full / half fine-tuning train the weights themselves: keep them in fp32 where the
+    hardware would compute in fp16 (fp16 master weights cannot be trained with a grad scaler)."""
+    if trains_base_weights(get_method(name).name) and profile.compute_dtype == torch.float16:
+        return profile.replace(compute_dtype=torch.float32)
+    return profile
+
+
+def check_rank(r) -> None:
+    if r is not None and (not isinstance(r, int) or r < 1):
+        raise ValueError(f"r (the adapter rank / bottleneck size) must be a positive integer, got {r!r}")
+
+
+def peft_config(name: str, profile: Profile, r: int | None = None):
+    """The peft configuration of a peft method (None for the others)."""
+    from peft import IA3Config, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit
+
+    from loraweek.models import lora_config
+
+    check_rank(r)
+    r = profile.lora_r if r is None else r
+    alpha = max(1, r * profile.lora_alpha // profile.lora_r)  # keep the profile's alpha / r
+    if name in ("lora", "qlora"):
+        return lora_config(profile, r=r, alpha=alpha)
+    if name == "dora":
+        config = lora_config(profile, r=r, alpha=alpha)
+        config.use_dora = True
+        return config
+    if name == "ia3":  # the paper's targets: keys, values and the MLP's down projection
+        return IA3Config(target_modules=["k_proj", "v_proj", "down_proj"], feedforward_modules=["down_proj"],
+                         task_type="CAUSAL_LM")
+    if name == "prefix":
+        return PrefixTuningConfig(num_virtual_tokens=VIRTUAL_TOKENS, task_type="CAUSAL_LM")
+    if name == "prompt":  # random init is what makes prompt tuning fail in peft's table
+        return PromptTuningConfig(num_virtual_tokens=VIRTUAL_TOKENS, prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB,
+                                  task_type="CAUSAL_LM")
+    get_method(name)
+    return None
+
+
+def load_base(name: str, profile: Profile):
+    """The frozen (or, for full / half fine-tuning, trainable) base model of method `name`."""
+    from loraweek.models import load_model, prepare_for_qlora
+
+    method = get_method(name)
+    model = load_model(training_profile(name, profile), quantization=method.quantization)
+    if method.quantization:
+        model = prepare_for_qlora(model, profile)
+    return model
+
+
+def build(name: str, profile: Profile, *, r: int | None = None, max_steps: int | None = None, seed: int = 0):
+    """A model ready to train with method `name` (fresh base; seeded adapter initialisation)."""
+    from peft import get_peft_model
+
+    from loraweek.methods.bottleneck import add_bottleneck_adapters
+    from loraweek.methods.hft import enable_half_fine_tuning
+
+    method = get_method(name)
+    check_rank(r)
+    torch.manual_seed(seed)
+    model = load_base(name, profile)
+    if method.peft:
+        return get_peft_model(model, peft_config(name, profile, r))
+    if name == "bottleneck":
+        return add_bottleneck_adapters(model, bottleneck=r or profile.lora_r)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if name == "hft":
+        steps = max_steps or profile.max_steps
+        enable_half_fine_tuning(model, stage_steps=max(1, steps // HFT_STAGES),
+                                micro_batches_per_step=profile.grad_accum, seed=seed)
+    return model
+
+
+def trainable_parameters(name: str, model) -> int:
+    """Parameters the method changes.  HFT trains half at a time but all of them over a run."""
+    if name == "hft":
+        return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def save_checkpoint(name: str, model, directory) -> Path:
+    """Save what the method trained: the adapter only, or the whole model for full / half FT."""
+    from loraweek.methods.bottleneck import save_bottleneck
+    from loraweek.methods.hft import disable_half_fine_tuning
+
+    get_method(name)
+    directory = Path(directory)
+    if name == "bottleneck":
+        return save_bottleneck(model, directory)
+    if name == "hft":
+        disable_half_fine_tuning(model)
+    model.save_pretrained(directory)
+    if trains_base_weights(name):  # a whole model: record the method so load_checkpoint refuses a mix-up
+        (directory / "method.txt").write_text(name)
+    return directory
+
+
+def load_checkpoint(name: str, profile: Profile, directory):
+    """Rebuild the trained model of method `name` from `save_checkpoint`'s directory, in eval mode."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from loraweek.methods.bottleneck import load_bottleneck
+
+    method = get_method(name)
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {directory} does not exist")
+    if method.peft:
+        model = PeftModel.from_pretrained(load_base(name, profile), directory)
+    elif name == "bottleneck":
+        model = load_bottleneck(load_base(name, profile), directory)
+    else:
+        marker = directory / "method.txt"
+        saved = marker.read_text().strip() if marker.exists() else None
+        if saved != name:
+            raise ValueError(f"{directory} holds a {saved!r} checkpoint, not {name!r}")
+        prof = training_profile(name, profile)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=prof.compute_dtype,
+                                                     device_map={"": prof.device})
+    return model.eval()
+
+
+def checkpoint_mb(directory) -> float:
+    """Size on disk of a checkpoint (peft's generated README model card left out)."""
+    return sum(f.stat().st_size for f in Path(directory).rglob("*")
+               if f.is_file() and f.name != "README.md") / 2 ** 20
