@@ -24,6 +24,13 @@ def _grade_args(p):
     p.add_argument("--student", action="append", default=None, help="grade only these students")
     p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per notebook")
     p.add_argument("--keep-work", action="store_true", help="keep the per-notebook sandboxes")
+    p.add_argument("--isolation", choices=("auto", "sandbox", "guard"), default="auto",
+                   help="auto: the bubblewrap sandbox where it starts, else the fingerprint guard")
+
+
+def _feedback_args(p):
+    p.add_argument("--show-hidden-tests", action="store_true",
+                   help="nbgrader's own feedback: test cells with their hidden code and full tracebacks")
 
 
 def main(argv=None) -> int:
@@ -47,6 +54,7 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("feedback", help="one HTML feedback file per student and notebook")
     _course_args(p)
+    _feedback_args(p)
 
     p = sub.add_parser("export", help="gradebook CSV and per-exercise summary")
     _course_args(p)
@@ -55,6 +63,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("all", help="collect, grade, feedback, export")
     _course_args(p)
     _grade_args(p)
+    _feedback_args(p)
     p.add_argument("--submissions", type=Path, required=True)
     p.add_argument("--clean", action="store_true")
     p.add_argument("--csv", type=Path, default=None)
@@ -77,10 +86,10 @@ def main(argv=None) -> int:
         from . import grade
         rc |= grade.run(a.course_dir, jobs=a.jobs, timeout=a.timeout, cell_timeout=a.cell_timeout,
                         memory_mb=a.memory_mb, students=a.student, keep_work=a.keep_work,
-                        threads=a.threads)
+                        threads=a.threads, isolation=a.isolation)
     if a.step in ("feedback", "all"):
         from . import feedback
-        rc |= feedback.run(a.course_dir)
+        rc |= feedback.run(a.course_dir, show_hidden_tests=a.show_hidden_tests)
     if a.step in ("export", "all"):
         from . import export
         rc |= export.run(a.course_dir, csv_path=a.csv)

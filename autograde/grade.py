@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -33,41 +35,12 @@ from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MISSING, OUT_OF_
                RELEASE_DIR, REPO_ROOT, SOLUTIONS_DIR, TAMPERED, TIMED_OUT)
 from .course import notebook_names, read_course, tree_digest
 from .integrity import check_submission, graded_cells, sanitize, score_notebook, test_cells
+from .fsguard import watched
+from .jail import GUARD, SANDBOX, probe
+from .leaks import instructor_lines, redact
 from .sandbox import run_bounded, worker_env
 
 log = logging.getLogger("autograde.grade")
-
-
-class Protected:
-    """Byte snapshots of the folders no submission may write to; `check` restores them."""
-
-    def __init__(self, course_dir: Path, extra: list[Path]):
-        self.roots = [course_dir / "source", course_dir / "release", course_dir / "gradebook.template.db",
-                      course_dir / "gradebook.db", course_dir / "course.json",
-                      course_dir / "submitted"] + extra
-        self.snap = self._read()
-
-    def _read(self) -> dict[Path, bytes]:
-        out = {}
-        for r in self.roots:
-            if r.is_file():
-                out[r] = r.read_bytes()
-            elif r.is_dir():
-                for p in r.rglob("*"):
-                    if p.is_file() and "__pycache__" not in p.parts and ".ipynb_checkpoints" not in p.parts:
-                        out[p] = p.read_bytes()
-        return out
-
-    def check(self) -> list[str]:
-        now = self._read()
-        changed = sorted({str(p) for p in set(now) | set(self.snap) if now.get(p) != self.snap.get(p)})
-        for p in set(now) - set(self.snap):
-            p.unlink(missing_ok=True)
-        for p, data in self.snap.items():
-            if now.get(p) != data:
-                p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_bytes(data)
-        return changed
 
 
 def submissions(course_dir: Path, students=None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -127,15 +100,33 @@ def _stand_in(course_dir: Path, student: str, nb_name: str, status: str, reasons
     return nb
 
 
+def audit_policy(course_dir: Path, scratch: Path) -> dict:
+    """Paths the in-kernel audit hook watches (guard.py): where reads and writes get noted."""
+    import loraweek
+    from loraweek.tiny_model import cache_root
+
+    from .fsguard import site_dirs
+
+    sol = [str(SOLUTIONS_DIR)]
+    info = course_dir / "course.json"
+    if info.exists():
+        sol.append(read_course(course_dir).get("solutions", str(SOLUTIONS_DIR)))
+    return {"scratch": [str(scratch)], "secret": [str(course_dir)] + sol,
+            "protected": [str(Path(loraweek.__file__).resolve().parent), sys.prefix, sys.base_prefix,
+                          str(REPO_ROOT)] + [str(d) for d in site_dirs()],
+            "cache": [str(cache_root())]}
+
+
 def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeout: float,
-              cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1) -> dict:
+              cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1,
+              isolation: str = GUARD) -> dict:
     release_nb = course_dir / "release" / ASSIGNMENT / f"{nb_name}.ipynb"
     source_nb = nbformat.read(str(course_dir / "source" / ASSIGNMENT / f"{nb_name}.ipynb"), as_version=4)
     points = test_cells(source_nb)
     submitted = course_dir / "submitted" / student / ASSIGNMENT / f"{nb_name}.ipynb"
     result = {"student": student, "notebook": nb_name, "max_score": sum(points.values()),
               "scores": {g: 0.0 for g in points}, "max_scores": points, "wall_s": 0.0,
-              "peak_rss_mb": 0.0, "reasons": [], "executed": None}
+              "peak_rss_mb": 0.0, "reasons": [], "executed": None, "isolation": isolation}
     chk = check_submission(submitted, release_nb)
     if not chk.valid:
         result.update(status=INVALID, reasons=[chk.error])
@@ -153,11 +144,25 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     nbformat.write(sanitize(chk.nb, nbformat.read(str(release_nb), as_version=4)), str(dest / f"{nb_name}.ipynb"))
     report = course_dir / "work" / f"{student}__{nb_name}.guard.json"
     report.unlink(missing_ok=True)
+    # the kernel's own folders, away from the course: working folder, home, connection files
+    temp = Path(tempfile.mkdtemp(prefix="lwg-"))
+    scratch, home, runtime = temp / "scratch", temp / "home", Path(tempfile.mkdtemp(prefix="lwk-"))
+    scratch.mkdir()
+    home.mkdir()
     cmd = [sys.executable, "-m", "autograde.sandbox", "--work", str(work), "--student", student,
            "--notebook", nb_name, "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb),
-           "--report", str(report)]
-    out = run_bounded(cmd, work, worker_env(jobs, threads), course_dir / "work" / f"{student}__{nb_name}.log",
-                      timeout, memory_mb)
+           "--report", str(report), "--isolation", "sandbox" if isolation == SANDBOX else "guard",
+           "--scratch", str(scratch), "--home", str(home),
+           "--policy", json.dumps(audit_policy(course_dir, scratch))]
+    env = worker_env(jobs, threads, runtime)
+    if isolation != SANDBOX:  # no jail: at least a private home (IPython/Jupyter start-up files)
+        env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".config" / "matplotlib"))
+    try:
+        out = run_bounded(cmd, work, env, course_dir / "work" / f"{student}__{nb_name}.log",
+                          timeout, memory_mb)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(runtime, ignore_errors=True)
     result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb))
     executed = work / "autograded" / student / ASSIGNMENT / f"{nb_name}.ipynb"
     guard = {}
@@ -183,6 +188,11 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
                        f"nbgrader could not grade the notebook (exit code {out.returncode})")
     else:
         nb = nbformat.read(str(executed), as_version=4)
+        n_leaked = redact(nb, instructor_lines(source_nb, nbformat.read(str(release_nb), as_version=4)))
+        if n_leaked:
+            findings.append(f"its outputs held {n_leaked} line(s) of the instructor's hidden tests or "
+                            "solutions (removed from the feedback)")
+            reasons.append(findings[-1])
         s = score_notebook(nb, points)
         result["scores"] = s["scores"]
         reasons += s["notes"]
@@ -233,8 +243,44 @@ def load_results(course_dir: Path) -> list[dict]:
     return out
 
 
+PREPARE_CACHES = """
+import importlib.util
+from loraweek.tiny_model import ensure_ci_model
+print("ci model:", ensure_ci_model(verbose=False))
+if importlib.util.find_spec("loraweek.finetuned"):
+    from loraweek.finetuned import course_adapter
+    from loraweek.profiles import get_profile
+    print("course adapter:", course_adapter(get_profile(), progress=False))
+"""
+
+
+def prepare_caches(jobs: int, threads: int) -> float:
+    """Build the shared read-only caches once per run, in the grading environment (grading sizes),
+    before any submission runs: the ci model and the course's fine-tuned adapter.  Inside the
+    sandbox they are read-only, so no notebook builds its own copy."""
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", PREPARE_CACHES], env=worker_env(jobs, threads),
+                       cwd=REPO_ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"grade: could not prepare the model caches:\n{r.stderr[-2000:]}")
+    return time.monotonic() - t
+
+
+def choose_isolation(isolation: str) -> tuple[str, str]:
+    """(mode, why): the bubblewrap sandbox where it can start, else the fingerprint guard."""
+    if isolation == "guard":
+        return GUARD, "asked for with --isolation guard"
+    ok, why = probe()
+    if ok:
+        return SANDBOX, "bwrap works on this machine"
+    if isolation == "sandbox":
+        raise RuntimeError(f"--isolation sandbox: {why}")
+    return GUARD, why
+
+
 def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: float = 300,
-        memory_mb: int = 6144, students=None, keep_work: bool = False, threads: int = 1) -> int:
+        memory_mb: int = 6144, students=None, keep_work: bool = False, threads: int = 1,
+        isolation: str = "auto") -> int:
     course_dir = Path(course_dir).resolve()
     cell_timeout = min(cell_timeout, timeout)
     todo, missing = submissions(course_dir, students)
@@ -242,9 +288,18 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
         print(f"grade: nothing submitted in {course_dir / 'submitted'} (run `collect` first)", file=sys.stderr)
         return 1
     (course_dir / "work").mkdir(exist_ok=True)
-    # The grading course folder is restored after any write by a submission.  The repo is only
+    t0 = time.monotonic()
+    try:
+        mode, why = choose_isolation(isolation)
+        cache_s = prepare_caches(jobs, threads)
+    except RuntimeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(f"grade: isolation: {mode} ({why}); shared caches ready in {cache_s:.0f} s", flush=True)
+    # What a submission could change -- the grading folder, the package, the model cache,
+    # start-up files -- is compared after every notebook and put back.  The repo is only
     # watched (colleagues may legitimately edit solutions/ while a class is being graded).
-    protected = Protected(course_dir, [])
+    protected = watched(course_dir, sandboxed=mode == SANDBOX)
     repo_before = {d: tree_digest(d) for d in (SOLUTIONS_DIR, RELEASE_DIR, REPO_ROOT / "autograde")}
     lock = threading.Lock()
     active: set = set()
@@ -257,12 +312,13 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
             active.add(key)
         try:
             return grade_one(course_dir, *key, jobs=jobs, timeout=timeout, cell_timeout=cell_timeout,
-                             memory_mb=memory_mb, keep_work=keep_work, threads=threads)
+                             memory_mb=memory_mb, keep_work=keep_work, threads=threads,
+                             isolation=mode)
         except Exception as exc:  # a bug or an unexpected file: the row still exists
             log.exception("grading %s failed", key)
             return {"student": key[0], "notebook": key[1], "status": CRASHED, "scores": {},
                     "max_scores": {}, "max_score": 0.0, "reasons": [f"grading failed: {exc!r}"],
-                    "executed": None, "wall_s": 0.0, "peak_rss_mb": 0}
+                    "executed": None, "wall_s": 0.0, "peak_rss_mb": 0, "isolation": mode}
         finally:
             with lock:
                 changed = protected.check()
@@ -285,15 +341,17 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
         if key in suspects:
             r["status"] = TAMPERED
             files = sorted(set(suspects[key]))
-            r["reasons"].append("wrote into the course or grading folder while it ran (restored): "
-                                + ", ".join(Path(f).name for f in files[:5]))
+            r["reasons"].append("wrote into the course or grading folder, the course package, the "
+                                "model cache or start-up files while it ran (put back): "
+                                + ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else ""))
     source = course_dir / "source" / ASSIGNMENT
     for sid, nb_name in missing:
         pts = test_cells(nbformat.read(str(source / f"{nb_name}.ipynb"), as_version=4))
         results[(sid, nb_name)] = {"student": sid, "notebook": nb_name, "status": MISSING,
                                    "scores": {g: 0.0 for g in pts}, "max_scores": pts,
                                    "max_score": sum(pts.values()), "reasons": ["no file submitted"],
-                                   "executed": None, "wall_s": 0.0, "peak_rss_mb": 0}
+                                   "executed": None, "wall_s": 0.0, "peak_rss_mb": 0,
+                                   "isolation": mode}
     # sequential from here on: results, executed notebooks for feedback, the gradebook
     for (sid, nb_name), r in sorted(results.items()):
         nb = r.pop("executed", None)
@@ -315,6 +373,10 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
             print(f"grade: WARNING {d} changed while grading (a colleague's edit, or a submission "
                   f"writing into the repo: check `git status`)", file=sys.stderr)
     n_bad = sum(r["status"] not in (GRADED, MISSING) for r in results.values())
-    print(f"grade: {len(todo)} notebook(s) in {time.monotonic() - t0:.0f} s with --jobs {jobs}; "
-          f"{n_bad} not cleanly graded (see the status column)")
+    (course_dir / "grading_run.json").write_text(json.dumps({
+        "isolation": mode, "why": why, "jobs": jobs, "threads": threads, "notebooks": len(todo),
+        "wall_s": round(time.monotonic() - t0, 1), "cache_s": round(cache_s, 1),
+        "not_cleanly_graded": n_bad}, indent=1))
+    print(f"grade: {len(todo)} notebook(s) in {time.monotonic() - t0:.0f} s with --jobs {jobs}, "
+          f"isolation: {mode}; {n_bad} not cleanly graded (see the status column)")
     return 0

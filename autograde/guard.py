@@ -28,6 +28,78 @@ from nbgrader.preprocessors import Execute
 from traitlets import List, Unicode
 
 KERNEL_CODE = r'''
+def _lw_make_audit():
+    # A Python audit hook (PEP 578; it cannot be removed once added) that notes every attempt
+    # to write where a submission must not (the course package, the venv, the model cache's
+    # existing files, start-up files, the grading folder) and every read of the grading folder
+    # or the instructor's notebooks.  Notes, not blocks: the sandbox (or the fingerprint guard)
+    # is what stops the write; this says which cell tried.
+    import json, os, sys
+    P = json.loads(%(policy)r)
+    sep = os.sep
+    norm = lambda xs: tuple(os.path.realpath(x) for x in xs if x)
+    scratch, secret = norm(P.get("scratch", [])), norm(P.get("secret", []))
+    protected, cache = norm(P.get("protected", [])), norm(P.get("cache", []))
+    WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    READS = {"os.listdir", "os.scandir"}
+    WRITES = {"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate",
+              "os.utime", "shutil.rmtree"}
+    PAIRS = {"os.rename", "os.symlink", "os.link", "shutil.copyfile", "shutil.copytree",
+             "shutil.move"}
+    STARTUP = (sep + ".ipython" + sep, sep + ".jupyter" + sep, sep + ".config" + sep + "ipython",
+               sep + ".local" + sep + "lib" + sep)
+    found, busy = [], [False]
+
+    def under(p, roots):
+        return any(p == r or p.startswith(r + sep) for r in roots)
+
+    def note(msg):
+        if msg not in found and len(found) < 20:
+            found.append(msg)
+
+    def path_of(x):
+        if isinstance(x, int) or x is None:
+            return None
+        return os.path.realpath(os.path.abspath(os.fsdecode(x)))
+
+    def check(x, write):
+        p = path_of(x)
+        if p is None or under(p, scratch):
+            return
+        if under(p, secret):
+            note(("tried to write " if write else "tried to read ") + p)
+        elif not write:
+            return
+        elif p.endswith(".pth") or os.path.basename(p) in ("sitecustomize.py", "usercustomize.py") \
+                or any(s in p for s in STARTUP):
+            note("tried to plant a start-up file: " + p)
+        elif under(p, protected) or (under(p, cache) and os.path.lexists(p)):
+            note("tried to change " + p)
+
+    def hook(event, args):
+        if busy[0] or not (event == "open" or event in READS or event in WRITES or event in PAIRS):
+            return
+        busy[0] = True
+        try:
+            if event == "open":
+                mode, flags = args[1] or "", args[2] or 0
+                check(args[0], any(c in str(mode) for c in "wax+") or bool(flags & WRITE))
+            elif event in READS:
+                check(args[0] if args else ".", False)
+            elif event in WRITES:
+                check(args[0], True)
+            else:
+                check(args[0], False)
+                check(args[1], True)
+        except Exception:
+            pass
+        finally:
+            busy[0] = False
+
+    sys.addaudithook(hook)
+    return found
+
+
 def _lw_make_guard():
     import builtins, importlib, json, os, pkgutil, sys, threading, types
     WATCH = ("loraweek", "numpy", "torch", "math", "importlib", "builtins", "json", "re",
@@ -123,6 +195,7 @@ def _lw_make_guard():
     user_ns = shell.user_ns
     trusted = {}
     before = {}
+    audit = _lw_make_audit()
 
     def restore():
         found = []
@@ -194,6 +267,10 @@ def _lw_make_guard():
                 if before.get(k) != id(v) and not k.startswith("_") and important(v):
                     trusted[k] = v
             return "[]"
+        if op == "audit":
+            found = list(audit)
+            audit.clear()
+            return json.dumps(found)
         if op == "pre_test":
             found = restore()
             for k in names:
@@ -206,7 +283,7 @@ def _lw_make_guard():
 
 import builtins as _lw_b
 setattr(_lw_b, "_lw_guard_%(token)s", _lw_make_guard())
-del _lw_make_guard, _lw_b
+del _lw_make_guard, _lw_make_audit, _lw_b
 '''
 
 
@@ -244,6 +321,8 @@ class GuardedExecute(Execute):
     trusted_sources = List(Unicode(), help="sources of instructor cells").tag(config=True)
     trusted_notebook = Unicode("", help="instructor notebook whose non-solution code cells are trusted").tag(config=True)
     report_path = Unicode("", help="where to write the guard's findings (JSON)").tag(config=True)
+    policy = Unicode("{}", help="JSON: scratch / secret / protected / cache paths for the audit hook").tag(config=True)
+    kernel_cwd = Unicode("", help="the kernel's working folder (a scratch folder away from the course)").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         import secrets
@@ -261,9 +340,26 @@ class GuardedExecute(Execute):
                     self._trusted.add(c.source.strip())
                 elif c.cell_type == "code":
                     self._answer_names |= names_bound(c.source)
+        meta = (resources or {}).setdefault("metadata", {}) if resources is not None else None
+        old_path = meta.get("path") if meta is not None else None
+        if self.kernel_cwd and meta is not None:
+            # the kernel starts in its scratch folder, not next to the course's source and
+            # gradebook; the files nbgrader placed beside the notebook (data files) go with it
+            import shutil
+            from pathlib import Path
+
+            if old_path and Path(old_path).is_dir():
+                for f in Path(old_path).rglob("*"):
+                    if f.is_file() and f.suffix != ".ipynb":
+                        dest = Path(self.kernel_cwd) / f.relative_to(old_path)
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(f, dest)
+            meta["path"] = self.kernel_cwd
         try:
             return super().preprocess(nb, resources, km)
         finally:
+            if self.kernel_cwd and meta is not None:
+                meta["path"] = old_path
             if self.report_path:
                 with open(self.report_path, "w") as f:
                     json.dump({"findings": self.findings, "guard_installed": self._installed}, f)
@@ -293,7 +389,7 @@ class GuardedExecute(Execute):
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         fn = f"_lw_guard_{self._token}"
         if not self._installed:
-            self._installed = bool(await self._run(KERNEL_CODE % {"token": self._token}))
+            self._installed = bool(await self._run(KERNEL_CODE % {"token": self._token, "policy": self.policy}))
         meta = cell.metadata.get("nbgrader", {})
         is_test = bool(meta.get("grade")) and not meta.get("solution")
         trusted = cell.source.strip() in self._trusted and not meta.get("solution")
@@ -307,6 +403,10 @@ class GuardedExecute(Execute):
         if self._installed and trusted:
             await self._guard(f"{fn}('pre')")
         result = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if self._installed:  # what this cell tried to read or write where it must not
+            where = meta.get("grade_id") or f"cell {cell_index + 1}"
+            found = await self._guard(f"{fn}('audit')")
+            self.findings.extend(f"{where}: {f}" for f in found or [])
         if self._installed and trusted:
             await self._guard(f"{fn}('post_trusted')")
         return result

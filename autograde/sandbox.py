@@ -90,7 +90,7 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
     return Outcome(proc.returncode, timed_out, oom, time.monotonic() - start, peak)
 
 
-def worker_env(jobs: int, threads: int | None = None) -> dict:
+def worker_env(jobs: int, threads: int | None = None, runtime: Path | None = None) -> dict:
     """Environment of a sandbox.  Torch threads default to 1 per notebook: the ci model is tiny,
     and OpenMP threads that outnumber the free cores (other sandboxes, other programs) spin-wait
     and can make a notebook several times slower.  Use --jobs to use more cores."""
@@ -99,7 +99,12 @@ def worker_env(jobs: int, threads: int | None = None) -> dict:
     env.update(NBGRADER_EXECUTION="autograde", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
                PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-               MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+               MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1",
+               # nothing a kernel legitimately writes outside its folder: no .pyc either, so
+               # the in-kernel audit can treat every write into the package as tampering
+               PYTHONDONTWRITEBYTECODE="1")
+    if runtime is not None:   # kernel connection files (and ipc sockets: short path, < 108 bytes)
+        env["JUPYTER_RUNTIME_DIR"] = str(runtime)
     env.pop("JPY_PARENT_PID", None)
     return env
 
@@ -112,6 +117,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cell-timeout", type=float, default=300)
     ap.add_argument("--memory-mb", type=int, default=6144)
     ap.add_argument("--report", required=True)
+    ap.add_argument("--isolation", choices=("sandbox", "guard"), default="guard")
+    ap.add_argument("--home", type=Path, help="private home of the jailed kernel (sandbox mode)")
+    ap.add_argument("--policy", default="{}", help="JSON: paths the in-kernel audit watches")
+    ap.add_argument("--scratch", type=Path, help="the kernel's working folder")
     a = ap.parse_args(argv)
 
     limit = a.memory_mb * 2**20
@@ -134,6 +143,16 @@ def main(argv=None) -> int:
     cfg.Execute.timeout = int(a.cell_timeout)
     cfg.GuardedExecute.report_path = str(Path(a.report).resolve())
     cfg.GuardedExecute.trusted_notebook = str((a.work / "source" / "week06" / f"{a.notebook}.ipynb").resolve())
+    cfg.GuardedExecute.policy = a.policy
+    if a.scratch:
+        cfg.GuardedExecute.kernel_cwd = str(a.scratch.resolve())
+    if a.isolation == "sandbox":
+        from .jail import JailedKernelManager
+
+        cfg.GuardedExecute.kernel_manager_class = JailedKernelManager
+        cfg.JailedKernelManager.transport = "ipc"   # TCP does not cross the network namespace
+        cfg.JailedKernelManager.scratch = str(a.scratch.resolve())
+        cfg.JailedKernelManager.home = str(a.home.resolve())
     cfg.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor,
                                              LimitOutput, SaveAutoGrades, AssignLatePenalties,
                                              CheckCellMetadata]

@@ -1,0 +1,90 @@
+"""Instructor material in a submission's outputs: find it, remove it, and report it.
+
+A notebook that reads the instructor's source (possible only without the sandbox) or its own
+hidden tests (e.g. by printing `In` after the test cells ran) could print them; nbgrader's
+feedback would hand them back.  Every output line that holds a line of a hidden test or of a
+solution -- one that the released notebook does not show and that the student did not write
+in their own cells -- is replaced by a marker, and the row is flagged.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from .synth import MARKERS
+
+HIDDEN = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+MIN_LEN = 12          # shorter lines ("import math", "else:") are not telling
+REDACTED = "[removed by the grader: instructor material]"
+
+
+def _blocks(source: str, begin: str, end: str) -> list[str]:
+    out, inside = [], False
+    for line in source.splitlines():
+        if line.strip() == begin:
+            inside = True
+        elif line.strip() == end:
+            inside = False
+        elif inside:
+            out.append(line.strip())
+    return out
+
+
+def instructor_lines(source_nb, release_nb) -> set[str]:
+    """Lines of hidden tests and solutions that the student version does not contain."""
+    public = {l.strip() for c in release_nb.cells for l in c.source.splitlines()}
+    secret = set()
+    for c in source_nb.cells:
+        secret.update(_blocks(c.source, *HIDDEN))
+        secret.update(_blocks(c.source, *MARKERS))
+    secret = {l for l in secret if len(l) >= MIN_LEN and l not in public and not l.startswith("#")}
+    return secret | {json.dumps(l)[1:-1] for l in secret}   # also as printed inside notebook JSON
+
+
+def _texts(out) -> list[tuple[object, str]]:
+    """(container, key) of every text field of an output."""
+    found = []
+    if "text" in out:
+        found.append((out, "text"))
+    for mime in list(out.get("data", {})):
+        if mime.startswith("text/") or mime.endswith("json"):
+            found.append((out["data"], mime))
+    if "traceback" in out:
+        found.append((out, "traceback"))
+    if "evalue" in out:
+        found.append((out, "evalue"))
+    return found
+
+
+def redact(nb, secret: set[str]) -> int:
+    """Remove the `secret` lines a student did not write from every output; the count removed."""
+    if not secret:
+        return 0
+    own = {l.strip() for c in nb.cells for l in c.source.splitlines()}
+    secret = secret - own
+    if not secret:
+        return 0
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    n = 0
+
+    def clean(text: str) -> str:
+        nonlocal n
+        lines = []
+        for line in text.splitlines(keepends=True):
+            plain = ansi.sub("", line)
+            if any(s in plain for s in secret):
+                n += 1
+                lines.append(REDACTED + ("\n" if line.endswith("\n") else ""))
+            else:
+                lines.append(line)
+        return "".join(lines)
+
+    for c in nb.cells:
+        for out in c.get("outputs", []):
+            for holder, key in _texts(out):
+                v = holder[key]
+                if isinstance(v, list):
+                    holder[key] = [clean(x) if isinstance(x, str) else x for x in v]
+                elif isinstance(v, str):
+                    holder[key] = clean(v)
+    return n
