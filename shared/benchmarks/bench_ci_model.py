@@ -22,9 +22,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
 
-ROWS = ("json_valid", "language_accuracy", "priority_accuracy", "intent_accuracy", "intent_macro_f1")
-
-
 class Timer:
     def __enter__(self):
         self.wall, self.cpu = time.perf_counter(), time.process_time()
@@ -53,7 +50,7 @@ def main(argv=None) -> int:
     import torch
 
     from loraweek.data import schema
-    from loraweek.evaluation import majority_answers, score_answers
+    from loraweek.evaluation import majority_answers, score_answers, score_table
     from loraweek.generation import generate_answers
     from loraweek.profiles import CI_MODEL_ID, get_profile
     from loraweek.tiny_model import ensure_ci_model
@@ -66,9 +63,12 @@ def main(argv=None) -> int:
     print(f"profile {profile.name}: {profile.max_steps} steps, lr {profile.learning_rate:g}, r {profile.lora_r}, "
           f"batch {profile.batch_size}, {torch.get_num_threads()} threads")
     if profile.model_id == CI_MODEL_ID:
+        from loraweek.tiny_model import cache_root, ci_model_hash
+
+        cached = (cache_root() / f"tiny-qwen2-ci-{ci_model_hash()}" / "config.json").exists()
         with Timer() as build:
             ensure_ci_model()
-        print(f"ci model build (tokenizer + pretraining){'' if a.fresh else ', cached'}: {build}")
+        print(f"ci model {'found in the cache' if cached else 'build (tokenizer + pretraining)'}: {build}")
     with Timer() as training, tempfile.TemporaryDirectory() as out:
         result = run_qlora(profile, out, resume=False, progress=False)
     print(f"Day 2 training run: {training} (trainer: {result.report})")
@@ -89,10 +89,7 @@ def main(argv=None) -> int:
                         "majority": score_answers(examples, majority_answers(splits["train"], examples))}
         print(f"  e.g. base:       {base[0][:100]!r}\n       fine-tuned: {tuned[0][:100]!r}")
 
-    cols = [(s, m) for s in table for m in table[s]]
-    print("\n" + f"{'':<18}" + "".join(f"{s[:4] + ' ' + m:>18}" for s, m in cols))
-    for row in ROWS:
-        print(f"{row:<18}" + "".join(f"{table[s][m][row]:>18.3f}" for s, m in cols))
+    print("\n" + score_table(table))
     return 0
 
 

@@ -72,9 +72,15 @@ def execute_notebook(path: Path, out_dir: Path, profile: str | None = None,
 
 
 KEY_FIGURES = ("eval_loss_before", "eval_loss_after", "tokens_per_s", "peak_memory_mb", "train_seconds",
-               "json_valid_after", "reload_identical",  # day 2
+               "json_valid_after", "intent_f1_validation_after", "intent_f1_test_after", "reload_identical",  # day 2
                "lora_trainable", "lora_formula", "peft_trainable", "full_ft_65b_gb", "qlora_65b_r64_gb",
                "checkpoint_mb")  # day 1
+
+
+def _is_score_table(value) -> bool:
+    return (isinstance(value, dict) and bool(value) and all(isinstance(v, dict) and v for v in value.values())
+            and all(isinstance(m, dict) and all(isinstance(x, (int, float)) for x in m.values())
+                    for v in value.values() for m in v.values()))
 
 
 def format_table(runs: list[NotebookRun]) -> str:
@@ -84,6 +90,11 @@ def format_table(runs: list[NotebookRun]) -> str:
             k: v for k, v in list(r.summary.items())[:6] if not isinstance(v, dict)}
         text = ", ".join(f"{k}={v}" for k, v in figures.items())
         lines.append(f"{r.name:<34} {'ok' if r.ok else 'FAILED':<7} {r.seconds:6.0f}s  {text}")
+        for key, value in r.summary.items():
+            if _is_score_table(value):  # e.g. Day 2's before/after: {split: {model: {score: x}}}
+                from loraweek.evaluation import score_table
+                lines.append(f"{'':<4}{key}:")
+                lines += [f"{'':<4}{line}" for line in score_table(value).splitlines()]
         if r.error:
             lines.append(f"{'':<34} {r.error[:200]}")
     return "\n".join(lines)

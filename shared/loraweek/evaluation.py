@@ -71,3 +71,17 @@ def majority_answers(train_examples, examples) -> list[str]:
     priority = Counter(ex.priority for ex in train_examples).most_common(1)[0][0]
     return [_json.dumps({"intent": intent, "priority": priority, "language": ex.language, "reply": "OK"})
             for ex in examples]
+
+
+SCORE_ROWS = ("json_valid", "intent_accuracy", "priority_accuracy", "language_accuracy", "intent_macro_f1")
+
+
+def score_table(tables: dict) -> str:
+    """{split: {model: scores}} as text: one row per score, one column per split and model."""
+    cols = [(split, name) for split, models in tables.items() for name in models]
+    width = max([18] + [len(f"{s} {n}") + 2 for s, n in cols])
+    lines = [f"{'':<18}" + "".join(f"{s + ' ' + n:>{width}}" for s, n in cols)]
+    rows = [r for r in SCORE_ROWS if any(r in tables[s][n] for s, n in cols)]
+    for row in rows:
+        lines.append(f"{row:<18}" + "".join(f"{tables[s][n].get(row, float('nan')):>{width}.3f}" for s, n in cols))
+    return "\n".join(lines)
