@@ -6,7 +6,9 @@
 Measures (1) the time to grade one student's whole week (every notebook, --jobs 1) and
 (2) a class of N synthetic submitted notebooks (perfect, blank, one-exercise-blank variants,
 spread over N / #notebooks students) graded with --jobs 1 and with --jobs 2, printed side by
-side, and checks that both runs give every notebook the same score and status.
+side, and checks that both runs give every notebook the same score and status.  Each figure is
+measured with the current `loraweek.profiles.GRADING_SIZES` and with the previous ones
+(PREVIOUS_SIZES, applied through a sitecustomize.py on PYTHONPATH; --skip-previous to skip).
 """
 from __future__ import annotations
 
@@ -27,10 +29,30 @@ from . import synth
 from .course import notebook_names, prepare_course
 
 
-def _grade(course: Path, solutions: Path, jobs: int, timeout: float) -> float:
+# GRADING_SIZES before issue 8 (the grading tests and the class took most of CI's time)
+PREVIOUS_SIZES = dict(max_steps=4, train_examples=64, eval_examples=16, sweep_steps=2,
+                      eval_every=2, save_every=2, score_examples=16)
+SITECUSTOMIZE = """import json
+import loraweek.profiles as _p
+_p.GRADING_SIZES.clear()
+_p.GRADING_SIZES.update(json.loads({sizes!r}))
+"""
+
+
+def _sizes_env(work: Path, previous: bool) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    if previous:
+        d = work / "previous-sizes"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "sitecustomize.py").write_text(SITECUSTOMIZE.format(sizes=json.dumps(PREVIOUS_SIZES)))
+        env["PYTHONPATH"] = str(d) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _grade(course: Path, solutions: Path, jobs: int, timeout: float, env: dict | None = None) -> float:
     for d in ("results", "autograded", "feedback"):
         shutil.rmtree(course / d, ignore_errors=True)
-    env = dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    env = env or dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
     t = time.monotonic()
     subprocess.run([sys.executable, "-m", "autograde", "grade", "--course-dir", str(course),
                     "--solutions", str(solutions), "--jobs", str(jobs), "--timeout", str(timeout)],
@@ -50,6 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=REPO_ROOT / "build" / "grading-bench")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--skip-week", action="store_true", help="skip the one-student measurement")
+    ap.add_argument("--skip-previous", action="store_true", help="measure the current sizes only")
     ap.add_argument("--class-notebook", action="append",
                     help="build the class from these notebooks only (default: all of them)")
     a = ap.parse_args(argv)
@@ -63,7 +86,8 @@ def main(argv=None) -> int:
             shutil.copy(sol / f"{n}.ipynb", tmp / f"{n}.ipynb")
         sol = tmp
     names = notebook_names(sol)
-    figures = {}
+    settings = ["current"] + ([] if a.skip_previous else ["previous"])
+    fig = {k: {} for k in settings}
 
     if not a.skip_week:
         week = prepare_course(a.work / "week", sol, force=True)
@@ -71,8 +95,12 @@ def main(argv=None) -> int:
         for n in names:
             s, r = week / "source" / ASSIGNMENT / f"{n}.ipynb", week / "release" / ASSIGNMENT / f"{n}.ipynb"
             synth.write(synth.perfect(s, r), week / "submitted" / "student" / ASSIGNMENT / f"{n}.ipynb")
-        figures["week"] = _grade(week, sol, 1, a.timeout)
-        figures["week_nb"] = {k[1]: v["wall_s"] for k, v in _results(week).items()}
+        for k in settings:
+            fig[k]["week"] = _grade(week, sol, 1, a.timeout, _sizes_env(a.work, k == "previous"))
+            fig[k]["caches"] = json.loads((week / "grading_run.json").read_text())["cache_s"]
+            fig[k]["week_nb"] = {key[1]: v["wall_s"] for key, v in _results(week).items()}
+            fig[k]["week_ok"] = all(v["status"] == "graded" and v["score"] == v["max_score"]
+                                    for v in _results(week).values())
 
     cls = prepare_course(a.work / "class", sol, force=True)
     shutil.rmtree(cls / "submitted", ignore_errors=True)
@@ -88,30 +116,40 @@ def main(argv=None) -> int:
         student = f"s{i // len(cnames) + 1:03d}"
         nb = variants[n][(i // len(cnames)) % len(variants[n])]
         synth.write(nb, cls / "submitted" / student / ASSIGNMENT / f"{n}.ipynb")
-    runs = {}
-    for jobs in (1, 2):
-        wall = _grade(cls, sol, jobs, a.timeout)
-        res = _results(cls)
-        runs[jobs] = {"wall": wall, "res": res}
-    same = all(runs[1]["res"][k]["scores"] == runs[2]["res"][k]["scores"]
-               and runs[1]["res"][k]["status"] == runs[2]["res"][k]["status"] for k in runs[1]["res"])
+    same = True
+    for k in settings:
+        for jobs in (1, 2):
+            wall = _grade(cls, sol, jobs, a.timeout, _sizes_env(a.work, k == "previous"))
+            res = _results(cls)
+            fig[k][jobs] = {"wall": wall, "res": res,
+                            "med": statistics.median([r["wall_s"] for r in res.values() if r["wall_s"]] or [0]),
+                            "rss": max(r["peak_rss_mb"] for r in res.values())}
+        r1, r2 = fig[k][1]["res"], fig[k][2]["res"]
+        same &= all(r1[x]["scores"] == r2[x]["scores"] and r1[x]["status"] == r2[x]["status"] for x in r1)
 
-    print(f"\nGrading benchmark ({os.cpu_count()} CPU cores, ci profile, notebooks: {', '.join(names)})")
-    if "week" in figures:
-        per = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(figures["week_nb"].items()))
-        print(f"one student's whole week (--jobs 1): {figures['week']:.0f} s  ({per})")
-    n_sub = sum(1 for r in runs[1]["res"].values() if r["status"] != "not submitted")
+    def row(label, fn, fmt="{:12.0f}"):
+        print(f"{label:34}" + "".join(fmt.format(fn(fig[k])) if fn(fig[k]) is not None else f"{'-':>12}"
+                                      for k in settings))
+
+    n_sub = sum(1 for r in fig["current"][1]["res"].values() if r["status"] != "not submitted")
+    print(f"\nGrading benchmark ({os.cpu_count()} CPU cores, ci profile at grading sizes, "
+          f"notebooks: {', '.join(names)}; load average now {os.getloadavg()[0]:.1f})")
+    print(f"{'':34}" + "".join(f"{k + ' sizes':>12}" for k in settings))
+    if not a.skip_week:
+        row("one student's week, --jobs 1 (s)", lambda f: f["week"])
+        row("  of which shared caches (s)", lambda f: f["caches"])
+        for n in names:
+            row(f"  {n} (s)", lambda f, n=n: f["week_nb"].get(n))
+        row("  perfect scores full marks", lambda f: "yes" if f["week_ok"] else "NO", "{:>12}")
     print(f"class of {n_sub} submitted notebooks ({', '.join(cnames)}):")
-    print(f"{'':28}{'--jobs 1':>12}{'--jobs 2':>12}")
-    print(f"{'wall time (s)':28}{runs[1]['wall']:12.0f}{runs[2]['wall']:12.0f}")
-    print(f"{'per notebook, wall (s)':28}{runs[1]['wall'] / n_sub:12.1f}{runs[2]['wall'] / n_sub:12.1f}")
-    for j in (1, 2):
-        runs[j]["med"] = statistics.median(r["wall_s"] for r in runs[j]["res"].values() if r["wall_s"])
-        runs[j]["rss"] = max(r["peak_rss_mb"] for r in runs[j]["res"].values())
-    print(f"{'median sandbox time (s)':28}{runs[1]['med']:12.1f}{runs[2]['med']:12.1f}")
-    print(f"{'peak RSS of one sandbox (MiB)':28}{runs[1]['rss']:12.0f}{runs[2]['rss']:12.0f}")
-    print(f"{'speed-up':28}{1.0:12.2f}{runs[1]['wall'] / runs[2]['wall']:12.2f}")
-    print(f"same scores and statuses in both runs: {'yes' if same else 'NO'}")
+    row("  --jobs 1 wall (s)", lambda f: f[1]["wall"])
+    row("  --jobs 2 wall (s)", lambda f: f[2]["wall"])
+    row("  --jobs 2 speed-up", lambda f: f[1]["wall"] / f[2]["wall"], "{:12.2f}")
+    row("  per notebook, --jobs 2 (s)", lambda f: f[2]["wall"] / n_sub, "{:12.1f}")
+    row("  median sandbox, --jobs 1 (s)", lambda f: f[1]["med"], "{:12.1f}")
+    row("  median sandbox, --jobs 2 (s)", lambda f: f[2]["med"], "{:12.1f}")
+    row("  peak RSS of one sandbox (MiB)", lambda f: f[2]["rss"])
+    print(f"same scores and statuses with --jobs 1 and 2: {'yes' if same else 'NO'}")
     return 0 if same else 1
 
 

@@ -145,9 +145,12 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     report = course_dir / "work" / f"{student}__{nb_name}.guard.json"
     report.unlink(missing_ok=True)
     # the kernel's own folders, away from the course: working folder, home, connection files
+    # In the sandbox the kernel works in nbgrader's own autograded folder (the only part of the
+    # course it can see); without one, in a scratch folder away from the course's files.
     temp = Path(tempfile.mkdtemp(prefix="lwg-"))
-    scratch, home, runtime = temp / "scratch", temp / "home", Path(tempfile.mkdtemp(prefix="lwk-"))
-    scratch.mkdir()
+    home, runtime = temp / "home", Path(tempfile.mkdtemp(prefix="lwk-"))
+    scratch = work / "autograded" / student / ASSIGNMENT if isolation == SANDBOX else temp / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
     home.mkdir()
     cmd = [sys.executable, "-m", "autograde.sandbox", "--work", str(work), "--student", student,
            "--notebook", nb_name, "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb),

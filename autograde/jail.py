@@ -29,6 +29,7 @@ from traitlets import List, Unicode
 SANDBOX = "sandbox (bubblewrap)"
 GUARD = "guard (no sandbox: fingerprint and restore)"
 # read-only caches a notebook may load from, when they exist (all under the real home)
+IGNORE_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
 HOME_CACHES = (".cache/huggingface", ".cache/torch", ".cache/ms-playwright", ".cache/loraweek")
 CACHE_ENV = ("HF_HOME", "HF_DATASETS_CACHE", "TORCH_HOME", "NLTK_DATA", "PLAYWRIGHT_BROWSERS_PATH")
 
@@ -47,6 +48,14 @@ def readonly_paths() -> list[str]:
     home = Path.home()
     paths += [str(home / c) for c in HOME_CACHES]
     paths += [os.environ[v] for v in CACHE_ENV if os.environ.get(v)]
+    # the grader's PYTHONPATH (a package copy, a benchmark's sitecustomize), never the repo
+    # itself: the repo holds solutions/
+    from . import REPO_ROOT
+
+    repo = _real(REPO_ROOT)
+    for p in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        if p and not (_real(p) == repo or repo.startswith(_real(p) + os.sep)):
+            paths.append(p)
     out = []
     for p in paths:
         for q in {os.path.abspath(p), _real(p)}:
@@ -60,7 +69,10 @@ def bwrap_argv(scratch: Path, runtime: Path, home: Path) -> list[str]:
     exe = shutil.which("bwrap")
     if not exe:
         raise RuntimeError("bwrap not found (apt-get install bubblewrap)")
-    a = [exe, "--die-with-parent", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-pid",
+    # jupyter interrupts a cell (cell timeout) with SIGINT to the kernel's process group: bwrap
+    # itself would die of it and take the kernel along, so it starts with SIGINT ignored (the
+    # kernel installs its own handler while it runs a cell)
+    a = [sys.executable, "-c", IGNORE_SIGINT, exe, "--die-with-parent", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-pid",
          "--unshare-cgroup-try", "--ro-bind", "/usr", "/usr"]
     for d in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(d):
@@ -77,7 +89,6 @@ def bwrap_argv(scratch: Path, runtime: Path, home: Path) -> list[str]:
     a += ["--bind", str(runtime), str(runtime), "--bind", str(scratch), str(scratch),
           "--chdir", str(scratch), "--setenv", "HOME", real_home, "--setenv", "TMPDIR", "/tmp",
           "--setenv", "MPLCONFIGDIR", os.path.join(real_home, ".config", "matplotlib"),
-          "--unsetenv", "PYTHONPATH",
           # the grader's PID is invisible from the kernel's PID namespace: without this the
           # kernel's parent poller would think its parent died and quit (--die-with-parent does it)
           "--unsetenv", "JPY_PARENT_PID"]

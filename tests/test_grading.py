@@ -69,8 +69,15 @@ def _sid(*parts):
     return "-".join(p.replace("_", "") for p in parts)
 
 
+def _cache():
+    """The session's model cache (conftest builds the ci model there once)."""
+    from loraweek.tiny_model import cache_root
+
+    return cache_root()
+
+
 def _env():
-    return dict(os.environ, HF_HUB_OFFLINE="1", LORAWEEK_CACHE=os.environ.get("LORAWEEK_CACHE", "/tmp/lwcache"))
+    return dict(os.environ, HF_HUB_OFFLINE="1", LORAWEEK_CACHE=str(_cache()))
 
 
 @pytest.fixture(scope="module")

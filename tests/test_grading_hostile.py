@@ -23,8 +23,15 @@ FIXTURES = ROOT / "tests" / "fixtures" / "week06"
 NB = "day0_fixture"
 
 
+def _cache():
+    """The session's model cache (conftest builds the ci model there once)."""
+    from loraweek.tiny_model import cache_root
+
+    return cache_root()
+
+
 def _env():
-    return dict(os.environ, HF_HUB_OFFLINE="1", LORAWEEK_CACHE=os.environ.get("LORAWEEK_CACHE", "/tmp/lwcache"))
+    return dict(os.environ, HF_HUB_OFFLINE="1", LORAWEEK_CACHE=str(_cache()))
 
 
 def _cells(nb, gid):
@@ -147,7 +154,10 @@ def test_course_folder_was_restored(hostile_run):
     course = hostile_run["course"]
     assert b"hacked" not in (course / "gradebook.template.db").read_bytes()
     assert "assert " in (course / "source/week06" / f"{NB}.ipynb").read_text()
-    assert "wrote into the course" in hostile_run["rows"]["writer"]["reason"]
+    # in the sandbox the writes never reach the course (the audit hook names the attempt);
+    # with the guard they are put back and the row names what changed
+    reason = hostile_run["rows"]["writer"]["reason"]
+    assert "wrote into the course" in reason or "tried to" in reason, reason
 
 
 def test_per_exercise_summary_is_printed(hostile_run):

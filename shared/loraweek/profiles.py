@@ -83,8 +83,9 @@ _SIZES = {
 
 # Autograding runs every cell of every submission: the smallest sizes that still execute
 # each code path (same functions, fewer steps and examples).  Quality is never graded.
-GRADING_SIZES = dict(max_steps=4, train_examples=64, eval_examples=16, sweep_steps=2,
-                     eval_every=2, save_every=2, score_examples=16)
+# Measured per notebook in autograde/README.md (python -m autograde.bench_grading).
+GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
+                     eval_every=2, save_every=2, score_examples=4, max_new_tokens=24)
 
 
 def _detect() -> tuple[str, str]:
