@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-kv-cache", action="store_true", help="recompute the prefix every step (for measuring)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("AIP_HTTP_PORT", 8000)))
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: decode steps are tiny matmuls; see cli.py)")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-queue", type=int, default=64)
     p.add_argument("--max-tokens-cap", type=int, default=256)
@@ -52,8 +54,15 @@ def main(argv=None) -> int:
         print(f"error: no API keys. Set {KEYS_ENV}=key1,key2 in the environment (never on the command line, "
               "where other users can read it in the process list).", file=sys.stderr)
         return 2
+    import torch
+
     from loraweek.profiles import get_profile
 
+    # One decode step multiplies a few rows by each weight matrix.  On a CPU, splitting such a
+    # small matmul over OpenMP threads costs more in synchronisation than it saves, and it
+    # collapses when the cores are busy (measured on a loaded 2-core machine, batch 8:
+    # 0.66 ms per linear layer with 1 thread, 11 ms with 2).  The other core serves HTTP.
+    torch.set_num_threads(a.threads)
     profile = get_profile(a.profile)
 
     def load():
