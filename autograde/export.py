@@ -84,5 +84,9 @@ def run(course_dir: Path, csv_path: Path | None = None) -> int:
     counts: dict = {}
     for r in data:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+    run_info = course_dir / "grading_run.json"
+    if run_info.exists():  # written by `grade`: which isolation mode graded these notebooks
+        info = json.loads(run_info.read_text())
+        print(f"isolation: {info['isolation']} ({info['why']})")
     print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: kv[0] != GRADED)))
     return 0

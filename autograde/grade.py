@@ -158,7 +158,13 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
            "--scratch", str(scratch), "--home", str(home),
            "--policy", json.dumps(audit_policy(course_dir, scratch))]
     env = worker_env(jobs, threads, runtime)
-    if isolation != SANDBOX:  # no jail: at least a private home (IPython/Jupyter start-up files)
+    if isolation != SANDBOX:  # no jail: at least a private home (IPython/Jupyter start-up files),
+        # with the caches that live under the real one still found where they are
+        from loraweek.tiny_model import cache_root
+
+        env.setdefault("LORAWEEK_CACHE", str(cache_root()))
+        if (Path.home() / ".cache" / "huggingface").is_dir():
+            env.setdefault("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
         env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".config" / "matplotlib"))
     try:
         out = run_bounded(cmd, work, env, course_dir / "work" / f"{student}__{nb_name}.log",

@@ -5,7 +5,9 @@ redefine what the tests use.  Before every test cell the guard (running in the k
 the notebook's sight) puts back:
 
 * functions and classes of the course package (`loraweek.*`), numpy, torch, math, importlib,
-  and the builtins, snapshotted when the kernel started, before any student code ran;
+  and the builtins, snapshotted when the kernel started, before any student code ran (a
+  course-package module imported later is snapshotted by an import hook right after it runs,
+  before the importing cell gets it);
 * entries of `sys.modules` of those packages (so `importlib.import_module` in a hidden test
   returns the genuine module);
 * IPython's code transformers and the shell's run/traceback methods (which could rewrite or
@@ -62,7 +64,7 @@ def _lw_make_audit():
             return None
         return os.path.realpath(os.path.abspath(os.fsdecode(x)))
 
-    def check(x, write):
+    def check(x, write, mkdir=False):
         p = path_of(x)
         if p is None or under(p, scratch):
             return
@@ -73,7 +75,8 @@ def _lw_make_audit():
         elif p.endswith(".pth") or os.path.basename(p) in ("sitecustomize.py", "usercustomize.py") \
                 or any(s in p for s in STARTUP):
             note("tried to plant a start-up file: " + p)
-        elif under(p, protected) or (under(p, cache) and os.path.lexists(p)):
+        elif under(p, protected) or (under(p, cache) and os.path.lexists(p) and not mkdir):
+            # (mkdir of an existing cache folder, as in Path.mkdir(exist_ok=True), changes nothing)
             note("tried to change " + p)
 
     def hook(event, args):
@@ -87,7 +90,7 @@ def _lw_make_audit():
             elif event in READS:
                 check(args[0] if args else ".", False)
             elif event in WRITES:
-                check(args[0], True)
+                check(args[0], True, mkdir=event == "os.mkdir")
             else:
                 check(args[0], False)
                 check(args[1], True)
@@ -110,15 +113,6 @@ def _lw_make_guard():
             importlib.import_module(_name)
         except Exception:
             pass
-    try:
-        import loraweek
-        for _m in pkgutil.walk_packages(loraweek.__path__, "loraweek."):
-            try:
-                importlib.import_module(_m.name)
-            except Exception:
-                pass
-    except Exception:
-        pass
 
     def watched(name):
         return name.split(".")[0] in WATCH and (name.split(".")[0] != "torch" or name in (
@@ -163,6 +157,39 @@ def _lw_make_guard():
         if isinstance(_m, types.ModuleType) and watched(_n):
             snap(_n, _m)
 
+    # Course-package modules are snapshotted when first imported, right after they run and
+    # before the importer gets them (importing all of them up front cost seconds per notebook).
+    class SnapLoader:
+        def __init__(self, inner, name):
+            self._inner, self._name = inner, name
+
+        def __getattr__(self, k):
+            return getattr(self._inner, k)
+
+        def create_module(self, spec):
+            return self._inner.create_module(spec)
+
+        def exec_module(self, module):
+            self._inner.exec_module(module)
+            snap(self._name, module)
+
+    class SnapFinder:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] != "loraweek" or name in modules:
+                return None
+            for f in list(sys.meta_path):
+                if f is self or not hasattr(f, "find_spec"):
+                    continue
+                spec = f.find_spec(name, path, target)
+                if spec is not None:
+                    if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                        spec.loader = SnapLoader(spec.loader, name)
+                    return spec
+            return None
+
+    finder = SnapFinder()
+    sys.meta_path.insert(0, finder)
+
     shell = get_ipython()
     SHELL_METHODS = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "transform_cell",
                      "transform_ast", "showtraceback", "_showtraceback", "should_run_async",
@@ -199,6 +226,9 @@ def _lw_make_guard():
 
     def restore():
         found = []
+        if finder not in sys.meta_path:
+            sys.meta_path.insert(0, finder)
+            found.append("sys.meta_path changed (the guard's import hook removed)")
         for name, (mod, attrs) in list(modules.items()):
             if name in sys.modules and sys.modules[name] is not mod:
                 sys.modules[name] = mod
