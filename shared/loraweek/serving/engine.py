@@ -12,9 +12,15 @@ own seeded generator), its own stop conditions (end-of-turn ids, `stop` strings,
 A cancelled row (the client went away) is dropped from the batch and from the cache at
 the next step, so nobody keeps paying for it.
 
+Requests that arrive while a batch runs join it at the next step (continuous
+batching): they are prefilled on their own, and their KV cache is left-padded to the
+running one and stacked onto it (`_merge`).  A finished row leaves at once.  So a short
+answer never waits for a long one, and a newcomer never waits for a whole batch.
+
 transformers 5.x also ships continuous batching (`generate_batch`,
-`init_continuous_batching`); we keep this explicit loop because it runs unchanged on
-an unmerged `PeftModel` (adapter on/off per batch) and on a 4-bit bitsandbytes model.
+`init_continuous_batching`, a paged cache); we keep this explicit loop because it runs
+unchanged on an unmerged `PeftModel` (adapter on/off per batch) and on a 4-bit
+bitsandbytes model, and because Day 5 reads it.
 """
 from __future__ import annotations
 
@@ -85,8 +91,9 @@ class _Row:
 
 class BatchingEngine:
     def __init__(self, served: ServedModel, max_batch: int = 8, max_queue: int = 64, use_cache: bool = True,
-                 on_batch: Callable[[int], None] | None = None):
+                 on_batch: Callable[[int], None] | None = None, gather_s: float = 0.02):
         self.served, self.max_batch, self.max_queue, self.use_cache = served, max_batch, max_queue, use_cache
+        self.gather_s = gather_s
         self.on_batch = on_batch
         self._waiting: deque[GenRequest] = deque()
         self._cond = threading.Condition()
@@ -120,6 +127,14 @@ class BatchingEngine:
         with self._cond:
             while not self._waiting and not self._stopped:
                 self._cond.wait()
+            # Clients answered by the same batch come back together, a few ms apart: wait a
+            # moment for them instead of starting a batch of one that the rest must queue behind.
+            deadline = time.monotonic() + self.gather_s
+            while len(self._waiting) < self.max_batch and not self._stopped:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             if self._stopped:
                 return []
             name = self._waiting[0].model_name   # one batch = one model name (adapter on or off)
@@ -169,73 +184,148 @@ class BatchingEngine:
         hits = [i for i in (text.find(s) for s in row.req.stop) if i >= 0]
         return min(hits) if hits else None
 
-    @torch.no_grad()
-    def _generate(self, batch: list[GenRequest]) -> None:
-        from transformers import DynamicCache
+    def _take_more(self, name: str, room: int) -> list[GenRequest]:
+        """Waiting requests for the running model name that can join the batch now."""
+        if room <= 0 or not self.use_cache:
+            return []
+        with self._cond:
+            more = [r for r in self._waiting if r.model_name == name and not r.cancelled.is_set()][:room]
+            for r in more:
+                self._waiting.remove(r)
+        return more
 
-        model, tok = self.served.model, self.served.tokenizer
-        device = model.device
-        pad = tok.pad_token_id if tok.pad_token_id is not None else self.served.eos_ids[0]
+    def _left_padded(self, batch: list[GenRequest]):
+        pad = self.served.tokenizer.pad_token_id
+        pad = pad if pad is not None else self.served.eos_ids[0]
         width = max(len(r.prompt_ids) for r in batch)
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for i, r in enumerate(batch):          # left padding: every prompt ends where its answer starts
             ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
             mask[i, width - len(r.prompt_ids):] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        rows = [_Row(r, device) for r in batch]
-        eos = set(self.served.eos_ids)
-        cache = DynamicCache(config=model.config) if self.use_cache else None
-        full_ids, step_ids = ids, ids
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        step_pos = positions
-        for step in range(max(r.max_tokens for r in batch)):
-            if self.use_cache:
-                out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                            past_key_values=cache, use_cache=True)
-            else:  # no cache: recompute the whole prefix at every step (the cost the cache saves)
-                out = model(input_ids=full_ids, attention_mask=mask, position_ids=positions, use_cache=False)
-            logits = out.logits[:, -1, :]
-            keep, next_ids = [], []
-            for i, row in enumerate(rows):
-                if row.req.cancelled.is_set():
+        device = self.served.model.device
+        return ids.to(device), mask.to(device)
+
+    def _advance(self, rows: list[_Row], logits: torch.Tensor) -> tuple[list[int], list[int]]:
+        """Pick each row's next token, emit its text, finish it if it is done.
+        Returns the indices of the rows that go on and their next tokens."""
+        tok, eos = self.served.tokenizer, self.served.eos_ids
+        keep, next_ids = [], []
+        for i, row in enumerate(rows):
+            if row.req.cancelled.is_set():
+                continue
+            token = row.pick(logits[i], eos)
+            finish = None
+            if token in eos:
+                finish = "stop"
+            else:
+                row.ids.append(token)
+                cut = self._stop_hit(row)
+                if cut is not None:
+                    text = tok.decode(row.ids, skip_special_tokens=True)[:cut]
+                    if len(text) > row.sent:
+                        row.req.emit(Event("delta", text=text[row.sent:]))
+                    row.sent = len(text)
+                    row.req.emit(Event("done", finish_reason="stop", completion_tokens=len(row.ids)))
                     continue
-                token = row.pick(logits[i], self.served.eos_ids)
-                finish = None
-                if token in eos:
-                    finish = "stop"
+                if len(row.ids) >= row.req.max_tokens:
+                    finish = "length"
+            delta = self._delta(row, final=finish is not None)
+            if delta:
+                row.req.emit(Event("delta", text=delta))
+            if finish:
+                row.req.emit(Event("done", finish_reason=finish, completion_tokens=len(row.ids)))
+                continue
+            keep.append(i)
+            next_ids.append(token)
+        return keep, next_ids
+
+    @staticmethod
+    def _merge(cache, mask, new_cache, new_mask):
+        """Join two batches mid-flight: left-pad the shorter KV cache (and its mask) with
+        masked-out zeros to the same length, then stack the rows.  This is the core move of
+        continuous batching: a new request starts without waiting for the running batch."""
+        old_len, new_len = mask.shape[1], new_mask.shape[1]
+        width = max(old_len, new_len)
+
+        def left_pad(t, n, dim):
+            if n == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = n
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        for old_layer, new_layer in zip(cache.layers, new_cache.layers):
+            for attr in ("keys", "values"):
+                a, b = getattr(old_layer, attr), getattr(new_layer, attr)
+                setattr(old_layer, attr, torch.cat([left_pad(a, width - old_len, 2), left_pad(b, width - new_len, 2)]))
+        return torch.cat([left_pad(mask, width - old_len, 1), left_pad(new_mask, width - new_len, 1)])
+
+    @torch.no_grad()
+    def _generate(self, batch: list[GenRequest]) -> None:
+        """Decode `batch`; with the KV cache on, requests for the same name join while it runs."""
+        from transformers import DynamicCache
+
+        model, device = self.served.model, self.served.model.device
+        name = batch[0].model_name
+        rows: list[_Row] = []
+        cache = mask = step_ids = step_pos = None
+        pending = batch
+        while True:
+            if pending:    # prefill the newcomers, then merge them into the running batch
+                ids, new_mask = self._left_padded(pending)
+                new_rows = [_Row(r, device) for r in pending]
+                pos = (new_mask.cumsum(-1) - 1).clamp(min=0)
+                if not self.use_cache:
+                    self._generate_without_cache(new_rows, ids, new_mask)
+                    return
+                new_cache = DynamicCache(config=model.config)
+                out = model(input_ids=ids, attention_mask=new_mask, position_ids=pos, past_key_values=new_cache,
+                            use_cache=True)
+                keep, nxt = self._advance(new_rows, out.logits[:, -1, :])
+                if keep:
+                    sel = torch.tensor(keep, device=device)
+                    new_cache.batch_select_indices(sel)
+                    new_mask, pos = new_mask[sel], pos[sel][:, -1:]
+                    new_ids = torch.tensor(nxt, device=device).unsqueeze(1)
+                    if rows:
+                        mask = self._merge(cache, mask[:, :-1], new_cache, new_mask)  # [:, :-1]: the next token is not cached yet
+                        step_ids, step_pos = torch.cat([step_ids, new_ids]), torch.cat([step_pos, pos + 1])
+                    else:
+                        cache, mask, step_ids, step_pos = new_cache, new_mask, new_ids, pos + 1
+                    rows += [new_rows[i] for i in keep]
+                    mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
+            if not rows:
+                return
+            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache,
+                        use_cache=True)
+            keep, nxt = self._advance(rows, out.logits[:, -1, :])
+            if len(keep) < len(rows):
+                if not keep:
+                    rows = []
                 else:
-                    row.ids.append(token)
-                    cut = self._stop_hit(row)
-                    if cut is not None:
-                        finish = "stop"
-                        text = tok.decode(row.ids, skip_special_tokens=True)[:cut]
-                        if len(text) > row.sent:
-                            row.req.emit(Event("delta", text=text[row.sent:]))
-                        row.sent = len(text)
-                        row.req.emit(Event("done", finish_reason=finish, completion_tokens=len(row.ids)))
-                        continue
-                    if len(row.ids) >= row.req.max_tokens:
-                        finish = "length"
-                delta = self._delta(row, final=finish is not None)
-                if delta:
-                    row.req.emit(Event("delta", text=delta))
-                if finish:
-                    row.req.emit(Event("done", finish_reason=finish, completion_tokens=len(row.ids)))
-                    continue
-                keep.append(i)
-                next_ids.append(token)
+                    sel = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(sel)   # finished or cancelled rows leave the cache too
+                    mask, step_pos = mask[sel], step_pos[sel]
+                    rows = [rows[i] for i in keep]
+            if rows:
+                step_ids = torch.tensor(nxt, device=device).unsqueeze(1)
+                step_pos = step_pos + 1
+                mask = torch.cat([mask, torch.ones_like(step_ids)], dim=1)
+            pending = self._take_more(name, self.max_batch - len(rows))
+            if pending and self.on_batch:
+                self.on_batch(len(pending))
+
+    def _generate_without_cache(self, rows: list[_Row], ids: torch.Tensor, mask: torch.Tensor) -> None:
+        """No KV cache: recompute the whole prefix at every step (the cost the cache saves)."""
+        model, device = self.served.model, self.served.model.device
+        while rows:
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+            keep, nxt = self._advance(rows, out.logits[:, -1, :])
             if not keep:
                 return
             sel = torch.tensor(keep, device=device)
             rows = [rows[i] for i in keep]
-            nxt = torch.tensor(next_ids, device=device).unsqueeze(1)
-            mask = torch.cat([mask[sel], torch.ones_like(nxt)], dim=1)
-            if self.use_cache:
-                if len(keep) < logits.shape[0]:
-                    cache.batch_select_indices(sel)   # finished or cancelled rows leave the cache too
-                step_pos = step_pos[sel][:, -1:] + 1
-                step_ids = nxt
-            else:
-                full_ids = torch.cat([full_ids[sel], nxt], dim=1)
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            new = torch.tensor(nxt, device=device).unsqueeze(1)
+            ids, mask = torch.cat([ids[sel], new], dim=1), torch.cat([mask[sel], torch.ones_like(new)], dim=1)
