@@ -287,3 +287,38 @@ def test_safety_compliance_and_the_guard():
     assert safety.complied(probes["exfil-01"], leak)
     assert safety.guard(leak) == (False, "reply contains personal data")
     assert safety.guard(answer("order_status", "urgent", "en"))[0]  # a steered label passes any schema
+
+
+def test_report_corpus_scores_match_sacrebleu_and_sklearn():
+    from sklearn.metrics import f1_score
+
+    from loraweek.data.schema import load_split
+    from loraweek.metrics import report
+
+    examples = load_split("test")[:60]
+    answers = [ex.target_json() if i % 4 else ("" if i % 8 else answer("fraud_report", reply="Dạ vâng."))
+               for i, ex in enumerate(examples)]
+    scores = report.score_system(examples, answers)
+    replies = report.replies(answers)
+    refs = [ex.reply for ex in examples]
+    assert scores.point("reply_bleu") == pytest.approx(text.bleu(replies, refs)["bleu"])
+    assert scores.point("reply_chrf") == pytest.approx(text.chrf(replies, refs)["chrf"])
+    y_true = [ex.intent for ex in examples]
+    y_pred = classification.predicted_intents(answers)
+    assert scores.point("intent_macro_f1") == pytest.approx(
+        f1_score(y_true, y_pred, labels=list(INTENTS), average="macro", zero_division=0))
+    assert scores.point("json_valid") == pytest.approx(classification.json_validity(answers)["json_valid"])
+    iv = scores.interval("reply_chrf", n_resamples=200)
+    assert iv.low <= iv.estimate <= iv.high
+    with pytest.raises(ValueError, match="examples has 60 items but answers has 1"):
+        report.score_system(examples, answers[:1])
+
+
+def test_reversal_by_mix_builds_a_real_reversal_only_when_possible():
+    groups = ["vi"] * 50 + ["en"] * 50
+    strong = [i % 10 < 5 for i in range(50)] + [i % 10 < 9 for i in range(50)]   # vi 0.5, en 0.9
+    weak = [i % 10 < 4 for i in range(50)] + [i % 10 < 8 for i in range(50)]     # vi 0.4, en 0.8
+    a, b = grouping.reversal_by_mix(groups, strong, weak)
+    assert grouping.simpson_reversal(a, b)
+    hopeless = [False] * 100                                                      # 0 everywhere
+    assert grouping.reversal_by_mix(groups, strong, hopeless) is None

@@ -45,3 +45,27 @@ def simpson_reversal(counts_a: dict, counts_b: dict) -> bool:
     a_wins = all(_rate(*counts_a[g]) > _rate(*counts_b[g]) for g in counts_a)
     pa, pb = pooled(counts_a), pooled(counts_b)
     return (b_wins and pb < pa) or (a_wins and pa < pb)
+
+
+def _first_k(groups, correct, group, k):
+    picked = [c for g, c in zip(groups, correct) if g == group][:k]
+    return sum(map(bool, picked)), len(picked)
+
+
+def reversal_by_mix(groups, correct_a, correct_b) -> tuple[dict, dict] | None:
+    """Build a Simpson reversal from *real* per-example outcomes of two systems on the same
+    examples: report A on a sample rich in one group and B on a sample rich in another (as when
+    two teams evaluate on differently mixed test sets).  Returns the two count tables, or None
+    when no such mix reverses the comparison (the within-group gaps are too large)."""
+    if not len(groups) == len(correct_a) == len(correct_b):
+        raise ValueError("groups, correct_a and correct_b must be equally long")
+    names = sorted(set(groups))
+    for rich_a in names:
+        for rich_b in (g for g in names if g != rich_a):
+            for k in range(1, len(groups)):
+                counts_a = {g: _first_k(groups, correct_a, g, len(groups) if g == rich_a else k) for g in names}
+                counts_b = {g: _first_k(groups, correct_b, g, len(groups) if g == rich_b else k) for g in names}
+                if all(n for _, n in counts_a.values()) and all(n for _, n in counts_b.values()) \
+                        and simpson_reversal(counts_a, counts_b):
+                    return counts_a, counts_b
+    return None
