@@ -4,7 +4,7 @@ Day 4 (evaluation) and Day 5 (serving) need "the model Day 2 fine-tuned", but ea
 also open on its own (a fresh Colab runtime, a grader's machine).  `course_adapter()` returns:
 
 1. the adapter Day 2 saved *in this runtime*, when it exists and was trained on this profile's
-   base model with this profile's sizes.  Day 2 saves it with `save_day2_adapter` into the
+   base model with this profile's sizes (never while grading: submissions run side by side).  Day 2 saves it with `save_day2_adapter` into the
    well-known folder ``cache_root()/adapters/day2`` (``$LORAWEEK_CACHE``, default
    ``~/.cache/loraweek``), beside a ``recipe.json`` naming the base model it was trained on;
 2. otherwise the profile's own recipe (the same `run_qlora` call Day 2 makes), trained once and
@@ -87,8 +87,15 @@ def _has_adapter(folder: Path) -> bool:
     return (folder / "adapter_config.json").is_file() and any(folder.glob("adapter_model.*"))
 
 
+def _grading() -> bool:
+    # Under nbgrader, submissions run side by side: one student's Day 2 must never feed another's Day 4.
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
 def _day2_matches(profile: Profile) -> bool:
     folder = day2_adapter_dir()
+    if _grading():
+        return False
     if not _has_adapter(folder) or not (folder / RECIPE_FILE).is_file():
         return False
     saved = json.loads((folder / RECIPE_FILE).read_text())
@@ -104,6 +111,9 @@ def save_day2_adapter(model, profile: Profile | None = None) -> Path | None:
     None (with a printed reason) when the cache cannot be written (grading mounts it read-only)."""
     profile = profile or get_profile()
     target = day2_adapter_dir()
+    if _grading():
+        print("grading: the adapter is not published (each submission's Day 4/5 uses the class's cached one)")
+        return None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".day2-"))
@@ -118,6 +128,9 @@ def save_day2_adapter(model, profile: Profile | None = None) -> Path | None:
             target.rename(old)
         tmp.rename(target)
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as err:  # e.g. two Day 2 runs publishing at the same moment
+        print(f"could not publish the adapter to {target} ({err}); Days 3-5 will train their own")
+        return None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
