@@ -84,7 +84,8 @@ def test_every_method_trains_saves_and_reloads_identically(method, profile, data
         method, profile)[-1], steps=2)
     model = result.model
     trained = logits(model, probe)
-    assert not torch.allclose(trained, base, atol=1e-6), f"{method}: two training steps changed nothing"
+    # prompt tuning returns logits for its virtual tokens too: compare the real positions
+    assert not torch.allclose(trained[:, -base.shape[1]:], base, atol=1e-6), f"{method}: two training steps changed nothing"
     registry.save_checkpoint(method, model, tmp_path / "ckpt")
     assert registry.checkpoint_mb(tmp_path / "ckpt") > 0
     reloaded = registry.load_checkpoint(method, profile, tmp_path / "ckpt")
@@ -141,7 +142,7 @@ def test_bad_input_gets_clear_errors(profile):
     table = {"a": {c: 1.0 for c in decision.CRITERIA}}
     with pytest.raises(ValueError, match=r"weights has 2 values but there are 6 criteria \(quality, memory"):
         decision.weighted_scores(table, [1, 2])
-    with pytest.raises(ValueError, match=r"missing \['memory'.*unknown \['speed'\]"):
+    with pytest.raises(ValueError, match=r"missing \['checkpoint'.*unknown \['speed'\]"):
         decision.weighted_scores(table, {"quality": 1, "speed": 1})
     with pytest.raises(ValueError, match="weights must be >= 0"):
         decision.weighted_scores(table, [1, -1, 1, 1, 1, 1])
