@@ -99,6 +99,7 @@ def main(argv=None) -> int:
             fig[k]["week"] = _grade(week, sol, 1, a.timeout, _sizes_env(a.work, k == "previous"))
             fig[k]["caches"] = json.loads((week / "grading_run.json").read_text())["cache_s"]
             fig[k]["week_nb"] = {key[1]: v["wall_s"] for key, v in _results(week).items()}
+            fig[k]["week_cpu"] = {key[1]: v.get("cpu_s", 0.0) for key, v in _results(week).items()}
             fig[k]["week_ok"] = all(v["status"] == "graded" and v["score"] == v["max_score"]
                                     for v in _results(week).values())
 
@@ -140,6 +141,10 @@ def main(argv=None) -> int:
         row("  of which shared caches (s)", lambda f: f["caches"])
         for n in names:
             row(f"  {n} (s)", lambda f, n=n: f["week_nb"].get(n))
+        # CPU seconds: what the week costs on an idle machine, however busy this one is
+        row("  CPU of all sandboxes (s)", lambda f: sum(f["week_cpu"].values()))
+        for n in names:
+            row(f"  {n} CPU (s)", lambda f, n=n: f["week_cpu"].get(n))
         row("  perfect scores full marks", lambda f: "yes" if f["week_ok"] else "NO", "{:>12}")
     print(f"class of {n_sub} submitted notebooks ({', '.join(cnames)}):")
     row("  --jobs 1 wall (s)", lambda f: f[1]["wall"])
@@ -149,6 +154,7 @@ def main(argv=None) -> int:
     row("  median sandbox, --jobs 1 (s)", lambda f: f[1]["med"], "{:12.1f}")
     row("  median sandbox, --jobs 2 (s)", lambda f: f[2]["med"], "{:12.1f}")
     row("  peak RSS of one sandbox (MiB)", lambda f: f[2]["rss"])
+    row("  CPU of all sandboxes (s)", lambda f: sum(r.get("cpu_s", 0.0) for r in f[1]["res"].values()))
     print(f"same scores and statuses with --jobs 1 and 2: {'yes' if same else 'NO'}")
     return 0 if same else 1
 

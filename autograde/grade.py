@@ -6,8 +6,10 @@ For each submitted notebook (course_dir/submitted/<student>/week06/<notebook>.ip
    deleted / duplicated / reordered graded cells, edited locked cells -> "tampered");
 2. a private course copy (source, empty gradebook, the one submission) under work/, and
    ``python -m autograde.sandbox`` on it: nbgrader autograde with NBGRADER_EXECUTION set (the
-   course package then forces the ``ci`` profile), a per-cell timeout, RLIMIT_AS, and a
-   wall-time / RSS watchdog that kills the whole process group;
+   course package then forces the ``ci`` profile at grading sizes), a per-cell timeout,
+   RLIMIT_AS, and a wall-time / RSS watchdog that kills the whole process group.  The kernel
+   runs in the bubblewrap jail (jail.py) where it can start, else under the fingerprint guard
+   (fsguard.py); the in-kernel guard (guard.py) notes what it tried either way;
 3. scores from the executed notebook with nbgrader's rule (integrity.score_notebook), the
    guard's findings, and whether anything was written into the course or the repo;
 4. one result file per notebook (results/<student>/<notebook>.json), the executed notebook
@@ -172,7 +174,7 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)
-    result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb))
+    result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb), cpu_s=round(out.cpu_s, 1))
     executed = work / "autograded" / student / ASSIGNMENT / f"{nb_name}.ipynb"
     guard = {}
     if report.exists():
@@ -343,7 +345,8 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
             r = fut.result()
             results[key] = r
             print(f"grade: {key[0]:>16} {key[1]:<28} {r['status']:<16} "
-                  f"{sum(r['scores'].values()):g}/{r['max_score']:g}  ({r['wall_s']:.0f} s)"
+                  f"{sum(r['scores'].values()):g}/{r['max_score']:g}  ({r['wall_s']:.0f} s, "
+                  f"CPU {r.get('cpu_s', 0):.0f} s)"
                   + (" (+ wrote into the course folder)" if key in suspects else ""), flush=True)
 
     for key, r in results.items():

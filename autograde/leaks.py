@@ -60,7 +60,13 @@ def redact(nb, secret: set[str]) -> int:
     """Remove the `secret` lines a student did not write from every output; the count removed."""
     if not secret:
         return 0
-    own = {l.strip() for c in nb.cells for l in c.source.splitlines()}
+    # what the student wrote: not the test cells, which nbgrader has put back from the source
+    # (hidden tests included) before running them
+    def is_test(c):
+        meta = c.get("metadata", {}).get("nbgrader", {})
+        return bool(meta.get("grade")) and not meta.get("solution")
+
+    own = {l.strip() for c in nb.cells if not is_test(c) for l in c.source.splitlines()}
     secret = secret - own
     if not secret:
         return 0
@@ -82,6 +88,8 @@ def redact(nb, secret: set[str]) -> int:
     for c in nb.cells:
         for out in c.get("outputs", []):
             for holder, key in _texts(out):
+                if key == "traceback" and is_test(c):
+                    continue  # a failing hidden check quotes itself; the feedback drops it
                 v = holder[key]
                 if isinstance(v, list):
                     holder[key] = [clean(x) if isinstance(x, str) else x for x in v]

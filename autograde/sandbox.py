@@ -31,6 +31,8 @@ class Outcome:
     out_of_memory: bool
     wall_s: float
     peak_rss_mb: float
+    cpu_s: float = 0.0   # CPU seconds of the whole process tree (as last seen): the time it
+                         # would take alone on an idle machine, whatever else is running
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:
@@ -60,6 +62,7 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     ps = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}
+    cpu: dict[int, float] = {}
     timed_out = oom = False
     peak = 0.0
     while proc.poll() is None:
@@ -70,6 +73,8 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
         for p in tree:
             try:
                 rss += p.memory_info().rss
+                t = p.cpu_times()
+                cpu[p.pid] = t.user + t.system
             except psutil.Error:
                 pass
         peak = max(peak, rss / 2**20)
@@ -87,7 +92,7 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
         pass
     # whatever the notebook left running (kernel, background processes) dies with it
     _kill_group(proc.pid, list(seen.values()))
-    return Outcome(proc.returncode, timed_out, oom, time.monotonic() - start, peak)
+    return Outcome(proc.returncode, timed_out, oom, time.monotonic() - start, peak, sum(cpu.values()))
 
 
 def worker_env(jobs: int, threads: int | None = None, runtime: Path | None = None) -> dict:

@@ -129,3 +129,31 @@ def test_guard_mode_feedback_holds_no_hidden_test(guard_run):
         text = html.unescape(re.sub(r"<[^>]+>", "", f.read_text()))
         assert not [l for l in hidden if l in text], f
     assert "instructor" in guard_run["rows"]["g3-procreader"]["reason"]
+
+
+def test_leak_redaction_spares_the_students_own_code_and_failing_tests():
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from autograde.leaks import REDACTED, instructor_lines, redact
+
+    hidden = "assert secret_answer(3) == 42"
+    test = {"nbgrader": {"grade": True, "solution": False, "grade_id": "t", "locked": True, "points": 1}}
+    sol = {"nbgrader": {"grade": False, "solution": True, "grade_id": "s", "locked": False}}
+    source = new_notebook(cells=[
+        new_code_cell("def secret_answer(x):\n    ### BEGIN SOLUTION\n    return x * 14\n    ### END SOLUTION", metadata=sol),
+        new_code_cell(f"check(1)\n### BEGIN HIDDEN TESTS\n{hidden}\n### END HIDDEN TESTS", metadata=test)])
+    release = new_notebook(cells=[new_code_cell("def secret_answer(x):\n    raise NotImplementedError()", metadata=sol),
+                                  new_code_cell("check(1)", metadata=test)])
+    secret = instructor_lines(source, release)
+    assert hidden in secret and "return x * 14" in secret and "check(1)" not in secret
+    printed = new_output("stream", name="stdout", text=f"stolen:\n{hidden}\nreturn x * 14\n")
+    failed = new_output("error", ename="AssertionError", evalue="", traceback=[f"----> 3 {hidden}"])
+    own = new_output("error", ename="ValueError", evalue="", traceback=["----> 2     return x * 14"])
+    student = new_notebook(cells=[
+        new_code_cell("def secret_answer(x):\n    return x * 14", metadata=sol, outputs=[own]),
+        new_code_cell("print(open('x').read())", outputs=[printed]),
+        new_code_cell(source.cells[1].source, metadata=test, outputs=[failed])])
+    assert redact(student, secret) == 1   # the hidden line printed by a student cell, only
+    assert student.cells[1].outputs[0]["text"] == f"stolen:\n{REDACTED}\nreturn x * 14\n"
+    assert student.cells[0].outputs[0]["traceback"] == ["----> 2     return x * 14"]
+    assert student.cells[2].outputs[0]["traceback"] == [f"----> 3 {hidden}"]

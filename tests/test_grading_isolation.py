@@ -39,7 +39,8 @@ NB = "day0_fixture"
 MARK = "LW-PLANTED-ISSUE8"
 pytestmark = pytest.mark.skipif(not probe()[0], reason=f"no sandbox here: {probe()[1]}")
 
-# Each payload runs in the first exercise's answer cell, then answers it correctly.
+# Each payload runs in the first exercise's answer cell of a blank notebook (so that the hostile
+# student's own cells hold no solution line), then answers that exercise.
 ANSWER = "def lora_param_count(d_in, d_out, r):\n    return r * (d_in + d_out)\n"
 ATTACKS = {
     # the next student's hidden tests import loraweek.lora_layer as their reference
@@ -127,10 +128,10 @@ def run(tmp_path_factory):
     assert not _planted(), "left over from an earlier run"
     course = prepare_course(tmp_path_factory.mktemp("isolation") / "course", FIXTURES)
     src, rel = course / "source/week06" / f"{NB}.ipynb", course / "release/week06" / f"{NB}.ipynb"
-    perfect = synth.perfect(src, rel)
+    perfect, blank = synth.perfect(src, rel), synth.blank(rel)
     folder = tmp_path_factory.mktemp("subs")
     for sid, code in ATTACKS.items():   # h* sorts before zz: graded first with --jobs 1
-        nbformat.write(_with_answer(perfect, code), str(folder / f"{sid}__{NB}.ipynb"))
+        nbformat.write(_with_answer(blank, code), str(folder / f"{sid}__{NB}.ipynb"))
     nbformat.write(perfect, str(folder / f"zz-innocent__{NB}.ipynb"))
     cmd = [sys.executable, "-m", "autograde", "all", "--course-dir", str(course), "--solutions", str(FIXTURES),
            "--submissions", str(folder), "--jobs", "1", "--timeout", "300", "--isolation", "sandbox"]
