@@ -146,3 +146,19 @@ def test_config_only_problems_and_rank_choice(adapter, tmp_path):
     assert not missing.ok and "does not exist" in missing.problems[0]
     with pytest.raises(ValueError, match="adapter name"):
         vllm_check.vllm_serve_command("base", {"a=b": adapter})
+
+
+def test_end_of_turn_becomes_an_eos(profile):
+    """A base whose generation config stops only on <|endoftext|> (a common export) never stops
+    after an answer: the end of the assistant's turn is <|im_end|>."""
+    from types import SimpleNamespace
+
+    from transformers import GenerationConfig
+
+    from loraweek.models import load_tokenizer
+
+    tok = load_tokenizer(profile)
+    eot, eos = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
+    model = SimpleNamespace(generation_config=GenerationConfig(eos_token_id=eos))
+    gen = export.end_of_turn_generation_config(model, tok)
+    assert gen.eos_token_id == [eot, eos] and gen.pad_token_id == tok.pad_token_id
