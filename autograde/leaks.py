@@ -2,9 +2,9 @@
 
 A notebook that reads the instructor's source (possible only without the sandbox) or its own
 hidden tests (e.g. by printing `In` after the test cells ran) could print them; nbgrader's
-feedback would hand them back.  Every output line that holds a line of a hidden test or of a
-solution -- one that the released notebook does not show and that the student did not write
-in their own cells -- is replaced by a marker, and the row is flagged.
+feedback would hand them back.  An output that holds a line of a hidden test or of a solution
+-- a distinctive line that the released notebook does not show and that the student did not
+write in their own cells -- is replaced as a whole by a marker, and the row is flagged.
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def instructor_lines(source_nb, release_nb) -> set[str]:
     for c in source_nb.cells:
         secret.update(_blocks(c.source, *HIDDEN))
         secret.update(_blocks(c.source, *MARKERS))
-    secret = {l for l in secret if len(l) >= MIN_LEN and l not in public and not l.startswith("#")}
+    secret = {l for l in secret if len(l) >= MIN_LEN and l not in public
+              and not l.startswith(("#", "import ", "from "))}   # imports tell nothing
     return secret | {json.dumps(l)[1:-1] for l in secret}   # also as printed inside notebook JSON
 
 
@@ -74,22 +75,21 @@ def redact(nb, secret: set[str]) -> int:
     n = 0
 
     def clean(text: str) -> str:
+        """An output that holds a line of instructor material is a dump of it: all of it goes."""
         nonlocal n
-        lines = []
-        for line in text.splitlines(keepends=True):
-            plain = ansi.sub("", line)
-            if any(s in plain for s in secret):
-                n += 1
-                lines.append(REDACTED + ("\n" if line.endswith("\n") else ""))
-            else:
-                lines.append(line)
-        return "".join(lines)
+        plain = ansi.sub("", text)
+        if not any(s in plain for s in secret):
+            return text
+        n += sum(1 for line in plain.splitlines() if any(s in line for s in secret))
+        return REDACTED + "\n"
 
     for c in nb.cells:
         for out in c.get("outputs", []):
             for holder, key in _texts(out):
-                if key == "traceback" and is_test(c):
-                    continue  # a failing hidden check quotes itself; the feedback drops it
+                if key == "traceback":
+                    # frames quote the code that ran: a failing hidden check quotes itself (the
+                    # feedback drops test-cell tracebacks), a student cell quotes the package
+                    continue
                 v = holder[key]
                 if isinstance(v, list):
                     holder[key] = [clean(x) if isinstance(x, str) else x for x in v]
