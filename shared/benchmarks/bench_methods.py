@@ -43,10 +43,12 @@ def child(args) -> None:
         profile = profile.replace(model_id=args.model_dir)
     budget = compare.CompareBudget.from_profile(profile)
     if args.steps:
-        budget = compare.CompareBudget(args.steps, budget.score_examples, budget.latency_tokens, budget.latency_repeats)
+        budget = compare.CompareBudget(args.steps, budget.score_examples, budget.latency_tokens, budget.latency_repeats,
+                                       budget.sweep_points)
     data = compare.load_data(profile, budget)
     out = Path(args.work) / args.child
-    best, sweep = compare.sweep_method(args.child, profile, data, out, budget.steps, args.seed)
+    best, sweep = compare.sweep_method(args.child, profile, data, out, budget.steps, args.seed,
+                                       points=budget.sweep_points)
     result = compare.measure(args.child, best, profile, data, budget, sweep, out / "best",
                              compare.base_parameter_count(profile))
     row = result.row()

@@ -83,6 +83,7 @@ def evaluate_combinations(model, tokenizer, adapters, features_by_slice: dict, c
     for kind, weights in combinations.items():
         combined = combine(model, adapters, weights, kind)
         rows[f"{kind} {weights}"] = {s: mean_loss(model, tokenizer, f) for s, f in features_by_slice.items()}
+        model.set_adapter(adapters[0])  # deleting the active adapter makes peft warn
         model.delete_adapter(combined)
     return rows
 

@@ -26,12 +26,16 @@ class CompareBudget:
     score_examples: int     # validation messages each method generates answers for
     latency_tokens: int     # new tokens generated per latency measurement
     latency_repeats: int
+    sweep_points: int = 2   # learning rates tried per method
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "CompareBudget":
-        # nine methods share the notebook's generation budget, so each scores a tenth of it
+        # Nine methods share the notebook's generation budget, so each scores a tenth of it.
+        # Comparing learning rates needs a few steps per run: with fewer than 4 (grading
+        # sizes) each method runs once, at its main learning rate.
         return cls(steps=profile.sweep_steps, score_examples=max(4, profile.score_examples // 10),
-                   latency_tokens=max(4, profile.max_new_tokens // 4), latency_repeats=3)
+                   latency_tokens=max(4, profile.max_new_tokens // 4), latency_repeats=3,
+                   sweep_points=2 if profile.sweep_steps >= 4 else 1)
 
 
 @dataclass
@@ -77,12 +81,23 @@ class MethodResult:
     ms_per_token_merged: float | None  # after folding the update into the weights; None: cannot merge
     checkpoint_dir: str
     answers: list = field(default_factory=list, repr=False)
+    probe_logits: torch.Tensor | None = field(default=None, repr=False)  # to check a reloaded checkpoint
 
     def row(self) -> dict:
-        d = asdict(self)
-        for key in ("answers", "sweep", "checkpoint_dir", "memory_kind"):
-            d.pop(key)
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("answers", "sweep", "checkpoint_dir", "memory_kind", "probe_logits")}
         return d
+
+
+@torch.no_grad()
+def probe_logits(model, tokenizer, features) -> torch.Tensor:
+    """The model's logits on a fixed padded batch: a fingerprint of the trained weights."""
+    from loraweek.training import make_collator
+
+    batch = make_collator(tokenizer, "padded")(features)
+    model.eval()
+    return model(input_ids=batch["input_ids"].to(model.device),
+                 attention_mask=batch["attention_mask"].to(model.device)).logits.float().cpu()
 
 
 def intent_macro_f1(examples, answers) -> float:
@@ -168,6 +183,7 @@ def measure(name: str, result, profile: Profile, data: CompareData, budget: Comp
     model, report = result.model, result.report
     trainable = registry.trainable_parameters(name, model)
     registry.save_checkpoint(name, model, checkpoint_dir)  # before anything else touches the model
+    fingerprint = probe_logits(model, data.tokenizer, data.validation[:2])
     probe = make_collator(data.tokenizer, "padded")(data.train[: profile.batch_size])
     memory = counted_training_mb(model, trainable, {k: v.to(model.device) for k, v in probe.items()})
     with warnings.catch_warnings():
@@ -188,14 +204,15 @@ def measure(name: str, result, profile: Profile, data: CompareData, budget: Comp
         val_loss_before=report.eval_loss_before, val_loss=report.eval_loss_after,
         json_valid=score_answers(data.score, answers)["json_valid"],
         intent_f1=intent_macro_f1(data.score, answers), ms_per_token=latency,
-        ms_per_token_merged=latency_merged, checkpoint_dir=str(checkpoint_dir), answers=answers)
+        ms_per_token_merged=latency_merged, checkpoint_dir=str(checkpoint_dir), answers=answers,
+        probe_logits=fingerprint)
 
 
 def sweep_method(name: str, profile: Profile, data: CompareData, output_dir, steps: int, seed: int = 0,
-                 on_run=None):
+                 on_run=None, points: int | None = None):
     """Train `name` at each of its learning rates; return (best TrainResult, {lr: val loss})."""
     best, sweep = None, {}
-    for lr in registry.learning_rates(name, profile):
+    for lr in registry.learning_rates(name, profile, points):
         run_dir = Path(output_dir) / f"lr{lr:g}"
         run = train_method(name, profile, data, run_dir, learning_rate=lr, steps=steps, seed=seed)
         shutil.rmtree(run_dir, ignore_errors=True)  # the kept model is saved by `measure`
@@ -224,12 +241,13 @@ def compare_methods(names, profile: Profile, output_dir, *, budget: CompareBudge
     data = data or load_data(profile, budget)
     base_params = base_parameter_count(profile)
     output_dir = Path(output_dir)
-    bar = tqdm(total=sum(len(registry.learning_rates(n, profile)) for n in names), desc="runs",
-               disable=not progress)
+    bar = tqdm(total=sum(len(registry.learning_rates(n, profile, budget.sweep_points)) for n in names),
+               desc="runs", disable=not progress)
     results = []
     for name in names:
         best, sweep = sweep_method(name, profile, data, output_dir / name, budget.steps, seed,
-                                   on_run=lambda n, lr: (bar.set_postfix_str(f"{n} lr={lr:g}"), bar.update(1)))
+                                   on_run=lambda n, lr: (bar.set_postfix_str(f"{n} lr={lr:g}"), bar.update(1)),
+                                   points=budget.sweep_points)
         results.append(measure(name, best, profile, data, budget, sweep, output_dir / name / "best", base_params))
         del best
         gc.collect()

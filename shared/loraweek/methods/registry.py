@@ -52,8 +52,14 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def learning_rates(name: str, profile: Profile) -> list[float]:
-    return [profile.learning_rate * f for f in get_method(name).lr_factors]
+def learning_rates(name: str, profile: Profile, points: int | None = None) -> list[float]:
+    """The swept learning rates; `points` keeps only the method's last (main) ones."""
+    factors = get_method(name).lr_factors
+    if points is not None:
+        if points < 1:
+            raise ValueError(f"points must be >= 1, got {points}")
+        factors = factors[-points:]
+    return [profile.learning_rate * f for f in factors]
 
 
 def trains_base_weights(name: str) -> bool:
