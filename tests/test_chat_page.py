@@ -7,6 +7,7 @@ where there is none.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -35,13 +36,19 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"])
+        # Playwright gives the browser a fresh temporary profile itself (no --user-data-dir)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
         b.close()
+
+
+def expect(locator):
+    from playwright.sync_api import expect as _expect   # polls in Playwright's own world: the page's CSP stays on
+
+    return _expect(locator)
 
 
 def open_page(browser, server):
@@ -61,8 +68,7 @@ def test_page_streams_an_answer_from_the_real_server(browser, server):
         document.querySelector('[data-testid=stream]'), {childList: true, characterData: true, subtree: true})""")
     page.get_by_test_id("message").fill("Đơn hàng của tôi đã 5 ngày chưa giao, làm ơn kiểm tra.")
     page.get_by_test_id("send").click()
-    page.wait_for_function("document.querySelector('[data-testid=status]').textContent.startsWith('done')",
-                           timeout=120_000)
+    expect(page.get_by_test_id("status")).to_have_text(re.compile("^done"), timeout=120_000)
     text = page.get_by_test_id("stream").inner_text()
     assert text.strip()
     assert len(set(seen_lengths)) >= 2, "the answer should appear in pieces as it streams, not all at once"
@@ -89,7 +95,7 @@ def test_model_text_is_rendered_as_text_never_html(browser, server):
                                                                       headers={"content-type": "text/event-stream"}))
     page.get_by_test_id("message").fill("hello")
     page.get_by_test_id("send").click()
-    page.wait_for_function("document.querySelector('[data-testid=status]').textContent.startsWith('done')")
+    expect(page.get_by_test_id("status")).to_have_text(re.compile("^done"), timeout=30_000)
     assert page.get_by_test_id("reply").inner_text() == evil
     assert page.get_by_test_id("stream").inner_text() == answer
     assert page.locator("img").count() == 0 and page.locator("b").count() == 0
@@ -103,6 +109,6 @@ def test_wrong_key_shows_the_servers_error(browser, server):
     page.get_by_test_id("api-key").fill("wrong-key")
     page.get_by_test_id("message").fill("hello")
     page.get_by_test_id("send").click()
-    page.wait_for_function("document.querySelector('[data-testid=status]').textContent.startsWith('Error')")
+    expect(page.get_by_test_id("status")).to_have_text(re.compile("^Error"), timeout=30_000)
     assert "API key" in page.get_by_test_id("status").inner_text()
     page.close()

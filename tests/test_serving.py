@@ -310,3 +310,18 @@ def test_api_key_never_logged(server, client):
     ask(client, MESSAGES[0], max_tokens=4)
     assert server.api_key not in server.log()
     assert not re.search(r"(?i)authorization", server.log())
+
+
+def test_vertex_routes_follow_aip_environment(monkeypatch):
+    monkeypatch.setenv("AIP_HEALTH_ROUTE", "/vertex/health")
+    monkeypatch.setenv("AIP_PREDICT_ROUTE", "/vertex/predict")
+    gate = threading.Event()
+    app = create_app(lambda: gate.wait(60) and None, ServerConfig(api_keys=["k"], public_cloud_routes=True))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.get("/vertex/health").status_code == 503          # model still loading
+        r = c.post("/vertex/predict", json={"instances": "nope"})   # public: the platform authenticates
+        assert r.status_code == 400 and r.json()["error"]["param"] == "instances"
+        r = c.post("/vertex/predict", json={"instances": [{"message": "hi"}]})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready"
+        assert c.post("/v1/chat/completions", json={}).status_code == 401   # /v1 still needs the key
+    gate.set()
