@@ -158,3 +158,17 @@ def test_leak_redaction_spares_the_students_own_code_and_failing_tests():
     assert student.cells[0].outputs[0]["traceback"] == ["----> 2     return x * 14"]
     assert student.cells[2].outputs[0]["traceback"] == [f"----> 3 {hidden}"]
     assert not [l for l in secret if l.startswith("import ")]
+
+
+def test_show_hidden_tests_keeps_nbgraders_feedback(guard_run):
+    course = guard_run["course"]
+    page = course / "feedback/zz-innocent/week06" / f"{NB}.html"
+    text = lambda: html.unescape(re.sub(r"<[^>]+>", "", page.read_text()))  # noqa: E731
+    hidden_line = "assert _math.isclose(lora_scaling(16, 64), 0.25)"
+    assert hidden_line not in text()
+    cmd = [sys.executable, "-m", "autograde", "feedback", "--course-dir", str(course), "--solutions", str(FIXTURES)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    subprocess.run(cmd + ["--show-hidden-tests"], cwd=ROOT, env=env, check=True, capture_output=True)
+    assert hidden_line in text()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+    assert hidden_line not in text()
