@@ -29,13 +29,11 @@ def clean_env(monkeypatch):
     monkeypatch.delenv("LORAWEEK_MODEL", raising=False)
 
 
-def test_ci_max_new_tokens_covers_the_longest_answer(monkeypatch):
+def test_ci_max_new_tokens_covers_the_longest_answer():
     profile = get_profile("ci")
     need = longest_answer_tokens(models.load_tokenizer(profile))
     assert need > 40, "sanity: answers are JSON with a reply, tens of tokens"
     assert profile.max_new_tokens >= need, f"ci: max_new_tokens {profile.max_new_tokens} < longest answer {need}"
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # grading sizes must not cut answers either
-    assert get_profile().max_new_tokens >= need
 
 
 @pytest.mark.parametrize("name", ["colab", "gpu"])
