@@ -102,3 +102,17 @@ def test_two_builds_are_identical(fresh_folder, warm_folder):
     a, b = AutoTokenizer.from_pretrained(fresh_folder), AutoTokenizer.from_pretrained(warm_folder)
     for text in _sample_texts():
         assert a(text)["input_ids"] == b(text)["input_ids"]
+
+
+def test_pretraining_never_shows_the_json_format():
+    """The ci base learns what messages are about (a prose topic before each reply), never the
+    routing format: no JSON, no keys, no label spellings.  That is what fine-tuning must teach."""
+    from loraweek.data.schema import INTENTS
+
+    chats = tiny_model._pretraining_chats()
+    assert len(chats) == len(schema.load_split("train"))
+    for conversation in chats:
+        assert [m["role"] for m in conversation] == ["user", "assistant"]
+        answer = conversation[-1]["content"]
+        assert answer.startswith("[") and "{" not in answer and '"intent"' not in answer
+        assert not any(label in answer for label in INTENTS if "_" in label)

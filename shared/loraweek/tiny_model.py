@@ -9,9 +9,13 @@ config.  The same data, LoRA and QLoRA code then runs here and on real Qwen mode
 A model with random weights knows nothing, which would make "before vs after
 fine-tuning" meaningless.  So the build also *pretrains* it for a few seconds
 (full-parameter, seeded) on the training messages as plain chats: customer
-message -> prose reply.  Like a real instruct model, the `ci` base then knows
-the language and answers politely, but it has never seen the JSON routing
-format: that is what the course's LoRA fine-tuning teaches it.
+message -> prose reply that names the topic first, e.g.
+``[delivery complaint] Xin lỗi quý khách ...``.  Like a real instruct model, the
+`ci` base then knows the language, what a message is about and how to answer
+politely, but it has never seen the JSON routing format, its keys or its label
+spellings: that is what the course's LoRA fine-tuning teaches it.  (Without the
+topic, a model this small learns the replies but too little of the topics to
+route: measured in issue 7, intent accuracy stayed below the majority class.)
 
 The result is cached under ``$LORAWEEK_CACHE`` (default ``~/.cache/loraweek``),
 keyed by a hash of everything that goes into it, so a rebuild happens only when
@@ -45,7 +49,7 @@ MODEL_CONFIG = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                     rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=True)
 SEED = 0
 PRETRAIN = dict(epochs=2, batch_size=32, learning_rate=3e-3, max_len=192)
-RECIPE_VERSION = 2  # bump when the build changes in a way the hash below cannot see
+RECIPE_VERSION = 3  # bump when the build changes in a way the hash below cannot see
 
 
 def cache_root() -> Path:
@@ -133,7 +137,8 @@ def _pretraining_chats() -> list[list[dict]]:
     from loraweek.data import chat, schema
 
     return [[{"role": "user", "content": chat.scrub_message(ex.message)},
-             {"role": "assistant", "content": ex.reply}] for ex in schema.load_split("train")]
+             {"role": "assistant", "content": f"[{ex.intent.replace('_', ' ')}] {ex.reply}"}]
+            for ex in schema.load_split("train")]
 
 
 def pretrain(model, tokenizer, verbose: bool = True) -> list[float]:
