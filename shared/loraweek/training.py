@@ -185,6 +185,9 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
     trainer = _trainer_class()(model=model, args=args, train_dataset=FeatureDataset(train_features),
                                eval_dataset=FeatureDataset(eval_features), processing_class=tokenizer,
                                data_collator=make_collator(tokenizer, batching), callbacks=callbacks)
+    for cb in trainer.callback_handler.callbacks:  # the evaluation before training logs too: same folder
+        if type(cb).__name__ == "TensorBoardCallback" and cb.logging_dir is None:
+            cb.logging_dir = str(output_dir / "runs")
     if not progress:  # quiet runs (sweeps, benchmarks): no per-step log dicts either
         from transformers import PrinterCallback
         trainer.remove_callback(PrinterCallback)
