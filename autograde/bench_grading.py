@@ -86,7 +86,7 @@ def _results(course: Path) -> dict:
 
 def _row(fig, settings):
     def row(label, fn, fmt="{:12.0f}"):
-        print(f"{label:34}" + "".join(fmt.format(fn(fig[k])) if fn(fig[k]) is not None else f"{'-':>12}"
+        print(f"{label:34}" + "".join(("    " + fmt.format(fn(fig[k]))) if fn(fig[k]) is not None else f"{'-':>16}"
                                       for k in settings))
     return row
 
@@ -95,7 +95,7 @@ def _print_week(fig, settings, names, skip_week) -> None:
     row = _row(fig, settings)
     print(f"\nGrading benchmark ({os.cpu_count()} CPU cores, ci profile at grading sizes, "
           f"notebooks: {', '.join(names)}; load average now {os.getloadavg()[0]:.1f})")
-    print(f"{'':34}" + "".join(f"{k + ' sizes':>12}" for k in settings))
+    print(f"{'':34}" + "".join(f"{k + ' sizes':>16}" for k in settings))
     if skip_week:
         return
     row("one student's week, --jobs 1 (s)", lambda f: f["week"])
