@@ -74,7 +74,10 @@ def execute_notebook(path: Path, out_dir: Path, profile: str | None = None,
 KEY_FIGURES = ("eval_loss_before", "eval_loss_after", "tokens_per_s", "peak_memory_mb", "train_seconds",
                "json_valid_after", "intent_f1_validation_after", "intent_f1_test_after", "reload_identical",  # day 2
                "lora_trainable", "lora_formula", "peft_trainable", "full_ft_65b_gb", "qlora_65b_r64_gb",
-               "checkpoint_mb")  # day 1
+               "checkpoint_mb",  # day 1
+               "best_val_loss_method", "best_f1_method", "decision_winner", "compare_seconds",  # day 3
+               "intent_macro_f1_before", "intent_macro_f1_after", "chrf_after", "score_seconds",  # day 4
+               "speedup_8_clients", "p95_s_8_clients", "tps_merged", "merge_nf4_max_logit_diff")  # day 5
 
 
 def _is_score_table(value) -> bool:

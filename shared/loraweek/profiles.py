@@ -85,7 +85,7 @@ _SIZES = {
 # each code path (same functions, fewer steps and examples).  Quality is never graded.
 # Measured per notebook in autograde/README.md (python -m autograde.bench_grading).
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
-                     eval_every=2, save_every=2, score_examples=4, max_new_tokens=24)
+                     eval_every=2, save_every=2, score_examples=4)
 
 
 def _detect() -> tuple[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from loraweek.data.chat import END_OF_TURN
+from loraweek.data.chat import end_of_turn_id
 
 QUANTIZATIONS = ("nf4", "none")
 
@@ -44,14 +44,12 @@ class ServedModel:
 
 
 def end_of_turn_ids(tokenizer, generation_config=None) -> list[int]:
-    """Every id that ends a turn: the tokenizer's eos, `<|im_end|>` and the generation
-    config's eos.  Missing one is the classic 'generation never stops' bug."""
+    """Every id that ends a turn: the tokenizer's eos, the chat template's end-of-turn token
+    and the generation config's eos.  Missing one is the classic 'generation never stops' bug."""
     ids = set()
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
-    im_end = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
-        ids.add(im_end)
+    ids.add(int(end_of_turn_id(tokenizer)))
     eos = getattr(generation_config, "eos_token_id", None)
     ids.update([eos] if isinstance(eos, int) else list(eos or []))
     if not ids:

@@ -23,7 +23,7 @@ import torch
 
 from loraweek.profiles import Profile
 
-END_OF_TURN, END_OF_TEXT = "<|im_end|>", "<|endoftext|>"
+END_OF_TEXT = "<|endoftext|>"
 
 
 def _check_adapter_dir(adapter_dir) -> Path:
@@ -48,12 +48,15 @@ def attach_adapter(profile: Profile, adapter_dir, quantization: str | None = Non
 
 
 def end_of_turn_generation_config(model, tokenizer):
-    """The model's generation config with EOS = [<|im_end|>, <|endoftext|>] and a pad token."""
+    """The model's generation config with EOS = [the template's end-of-turn token (ChatML:
+    <|im_end|>), <|endoftext|> where the vocabulary has it, the model's own EOS] and a pad token."""
+    from loraweek.data.chat import end_of_turn_id
+
     gen = model.generation_config
     eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
-    wanted = [tokenizer.convert_tokens_to_ids(t) for t in (END_OF_TURN, END_OF_TEXT) if t in tokenizer.get_vocab()]
-    if not wanted or wanted[0] != tokenizer.convert_tokens_to_ids(END_OF_TURN):
-        raise ValueError(f"the tokenizer has no {END_OF_TURN} token: cannot make the end of a turn an EOS")
+    wanted = [end_of_turn_id(tokenizer)]  # raises, naming the template, where it has none
+    if END_OF_TEXT in tokenizer.get_vocab():
+        wanted.append(tokenizer.convert_tokens_to_ids(END_OF_TEXT))
     gen.eos_token_id = list(dict.fromkeys(wanted + [e for e in eos if e is not None]))
     gen.pad_token_id = tokenizer.pad_token_id
     return gen
