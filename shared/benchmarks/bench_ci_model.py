@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--rank", type=int)
+    p.add_argument("--batching", default="padded", help="padded (Day 2's default), bucketed or padding_free")
     p.add_argument("--fresh", action="store_true", help="build the ci model in a temporary cache, timed")
     a = p.parse_args(argv)
     if a.fresh:
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
                                      lora_alpha=2 * a.rank if a.rank else None).items() if v}
     profile = profile.replace(**changes)
     print(f"profile {profile.name}: {profile.max_steps} steps, lr {profile.learning_rate:g}, r {profile.lora_r}, "
-          f"batch {profile.batch_size}, {torch.get_num_threads()} threads")
+          f"batch {profile.batch_size} ({a.batching}), {torch.get_num_threads()} threads")
     if profile.model_id == CI_MODEL_ID:
         from loraweek.tiny_model import cache_root, ci_model_hash
 
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
             ensure_ci_model()
         print(f"ci model {'found in the cache' if cached else 'build (tokenizer + pretraining)'}: {build}")
     with Timer() as training, tempfile.TemporaryDirectory() as out:
-        result = run_qlora(profile, out, resume=False, progress=False)
+        result = run_qlora(profile, out, resume=False, progress=False, batching=a.batching)
     print(f"Day 2 training run: {training} (trainer: {result.report})")
 
     splits = schema.load_splits()
