@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,10 @@ def execute_notebook(path: Path, out_dir: Path, profile: str | None = None,
 
     out_dir = Path(out_dir)
     work = out_dir / path.stem
-    work.mkdir(parents=True, exist_ok=True)
+    # A fresh working folder: a previous run's checkpoints would make this one resume, and its
+    # timings and scores would then describe that run, not this one.
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     output = out_dir / path.name
     params = {"PROFILE": profile} if profile else {}
     t0 = time.perf_counter()
