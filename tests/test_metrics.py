@@ -320,5 +320,10 @@ def test_reversal_by_mix_builds_a_real_reversal_only_when_possible():
     weak = [i % 10 < 4 for i in range(50)] + [i % 10 < 8 for i in range(50)]     # vi 0.4, en 0.8
     a, b = grouping.reversal_by_mix(groups, strong, weak)
     assert grouping.simpson_reversal(a, b)
+    assert min(n for counts in (a, b) for _, n in counts.values()) >= 5  # no rate rests on 1-2 examples
     hopeless = [False] * 100                                                      # 0 everywhere
     assert grouping.reversal_by_mix(groups, strong, hopeless) is None
+    (inside, other), (counts_inside, counts_other) = grouping.reversal_between(groups, {"weak": weak, "strong": strong})
+    assert inside == "strong" and all(counts_inside[g][0] / counts_inside[g][1] > counts_other[g][0] / counts_other[g][1]
+                                      for g in counts_inside)
+    assert grouping.pooled(counts_inside) < grouping.pooled(counts_other)

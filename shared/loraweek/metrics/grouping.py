@@ -52,20 +52,42 @@ def _first_k(groups, correct, group, k):
     return sum(map(bool, picked)), len(picked)
 
 
-def reversal_by_mix(groups, correct_a, correct_b) -> tuple[dict, dict] | None:
+def reversal_by_mix(groups, correct_a, correct_b, min_group: int = 5) -> tuple[dict, dict] | None:
     """Build a Simpson reversal from *real* per-example outcomes of two systems on the same
     examples: report A on a sample rich in one group and B on a sample rich in another (as when
     two teams evaluate on differently mixed test sets).  Returns the two count tables, or None
-    when no such mix reverses the comparison (the within-group gaps are too large)."""
+    when no such mix reverses the comparison (the within-group gaps are too large).
+
+    The minority group of each sample is its first k examples, with k as *large* as a reversal
+    allows and never below `min_group`: a rate resting on one or two examples would make a
+    "win" out of luck, where the paradox is about the mix of honest rates."""
     if not len(groups) == len(correct_a) == len(correct_b):
         raise ValueError("groups, correct_a and correct_b must be equally long")
     names = sorted(set(groups))
+    best = None
     for rich_a in names:
         for rich_b in (g for g in names if g != rich_a):
-            for k in range(1, len(groups)):
+            for k in range(len(groups) - 1, min_group - 1, -1):
                 counts_a = {g: _first_k(groups, correct_a, g, len(groups) if g == rich_a else k) for g in names}
                 counts_b = {g: _first_k(groups, correct_b, g, len(groups) if g == rich_b else k) for g in names}
-                if all(n for _, n in counts_a.values()) and all(n for _, n in counts_b.values()) \
-                        and simpson_reversal(counts_a, counts_b):
-                    return counts_a, counts_b
-    return None
+                smallest = min(n for counts in (counts_a, counts_b) for _, n in counts.values())
+                if smallest >= min_group and simpson_reversal(counts_a, counts_b):
+                    if best is None or smallest > best[0]:
+                        best = (smallest, counts_a, counts_b)
+                    break
+    return None if best is None else best[1:]
+
+
+def reversal_between(groups, outcomes: dict, min_group: int = 5):
+    """`reversal_by_mix` for two named systems, {name: per-example outcomes}, trying each as the one
+    that wins inside the groups; returns ((winner-inside, other), (counts, counts)) for the reversal
+    with the largest smallest group, or None."""
+    (name_a, a), (name_b, b) = outcomes.items()
+    found = [((x, y), r) for (x, y), r in (((name_a, name_b), reversal_by_mix(groups, a, b, min_group)),
+                                           ((name_b, name_a), reversal_by_mix(groups, b, a, min_group))) if r]
+    if not found:
+        return None
+    (x, y), (cx, cy) = max(found, key=lambda item: min(n for counts in item[1] for _, n in counts.values()))
+    if all(_rate(*cy[g]) > _rate(*cx[g]) for g in cx):  # put the one winning inside the groups first
+        (x, cx), (y, cy) = (y, cy), (x, cx)
+    return (x, y), (cx, cy)
