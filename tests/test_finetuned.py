@@ -31,7 +31,7 @@ def test_recipe_hash_follows_everything_that_changes_training(tiny):
     h = finetuned.recipe_hash(tiny)
     assert finetuned.recipe_hash(tiny) == h
     for change in (dict(max_steps=3), dict(learning_rate=1e-3), dict(lora_r=8), dict(train_examples=16),
-                   dict(batch_size=8), dict(max_seq_len=256), dict(lora_alpha=8)):
+                   dict(batch_size=tiny.batch_size + 1), dict(max_seq_len=256), dict(lora_alpha=8)):
         assert finetuned.recipe_hash(tiny.replace(**change)) != h, change
     # sizes that do not change training do not change the adapter
     assert finetuned.recipe_hash(tiny.replace(score_examples=3, max_new_tokens=99)) == h
