@@ -1,4 +1,4 @@
-"""The `ci` model: a tiny Qwen2-architecture causal LM built locally, deterministically, in seconds.
+"""The `ci` model: a tiny Qwen2-architecture causal LM built locally, deterministically, in about a minute.
 
 Why not a real checkpoint?  CI and graders have no model hub, and a 150k-token
 vocabulary makes every CPU step slow.  So we train a small byte-level BPE tokenizer
@@ -7,15 +7,16 @@ template, and build a `Qwen2ForCausalLM` with random (seeded) weights from a
 config.  The same data, LoRA and QLoRA code then runs here and on real Qwen models.
 
 A model with random weights knows nothing, which would make "before vs after
-fine-tuning" meaningless.  So the build also *pretrains* it for a few seconds
+fine-tuning" meaningless.  So the build also *pretrains* it for about a minute
 (full-parameter, seeded) on the training messages as plain chats: customer
 message -> prose reply that names the topic first, e.g.
-``[delivery complaint] Xin lỗi quý khách ...``.  Like a real instruct model, the
-`ci` base then knows the language, what a message is about and how to answer
-politely, but it has never seen the JSON routing format, its keys or its label
-spellings: that is what the course's LoRA fine-tuning teaches it.  (Without the
-topic, a model this small learns the replies but too little of the topics to
-route: measured in issue 7, intent accuracy stayed below the majority class.)
+``[delivery_complaint] Xin lỗi quý khách ...``, and on JSON archive records of replies
+and their labels (see `_archive_records`: without them LoRA cannot write half of the
+answer's tokens).  Like a real instruct model, the `ci` base then knows the language,
+what a message is about, JSON and how to answer politely, but it has never been asked
+to route: given the system prompt it answers in prose, never in the routing JSON.  That
+is what the course's LoRA fine-tuning teaches it (issue 7: valid JSON 0.00 -> 1.00,
+validation intent macro-F1 0.00 -> 0.78 in Day 2's 200 steps).
 
 The result is cached under ``$LORAWEEK_CACHE`` (default ``~/.cache/loraweek``),
 keyed by a hash of everything that goes into it, so a rebuild happens only when
@@ -226,7 +227,7 @@ def ensure_ci_model(verbose: bool = True) -> Path:
         if (target / "config.json").exists():  # built by another process while we waited
             return target
         if verbose:
-            print(f"building the ci model (once, under a minute) in {target} ...")
+            print(f"building the ci model (once, about a minute) in {target} ...")
         tokenizer = train_tokenizer(corpus)
         model = build_model(tokenizer)
         pretrain(model, tokenizer, verbose)
