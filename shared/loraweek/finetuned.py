@@ -136,43 +136,34 @@ def save_day2_adapter(model, profile: Profile | None = None) -> Path | None:
     return target
 
 
-def _train_recipe(profile: Profile, target: Path, progress: bool) -> None:
+def _train_recipe(profile: Profile, folder: Path, progress: bool) -> None:
+    """Train the profile's recipe and save the adapter into `folder` (the run's checkpoints go to
+    a scratch folder beside it, removed afterwards)."""
     from loraweek.training import run_qlora
 
-    build = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
-    try:
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".run-") as scratch:
         t0 = time.perf_counter()
-        result = run_qlora(profile, build / "run", resume=False, progress=progress, seed=SEED)
-        result.model.save_pretrained(build / "adapter")
-        (build / "adapter" / RECIPE_FILE).write_text(json.dumps(
-            {**recipe(profile), "report": str(result.report)}, indent=1))
-        (build / "adapter").rename(target)
-        print(f"course adapter trained in {time.perf_counter() - t0:.0f} s and cached in {target}")
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
+        result = run_qlora(profile, scratch, resume=False, progress=progress, seed=SEED)
+        result.model.save_pretrained(folder)
+        (folder / RECIPE_FILE).write_text(json.dumps({**recipe(profile), "report": str(result.report)}, indent=1))
+        print(f"course adapter trained in {time.perf_counter() - t0:.0f} s")
 
 
 def course_adapter(profile: Profile | None = None, progress: bool = True) -> Path:
     """Folder of the course's fine-tuned LoRA adapter for this profile (adapter_config.json + weights).
 
     Day 2's saved adapter in this runtime when it exists and matches the profile's base model and
-    sizes, else the profile's recipe trained once and cached under cache_root()/adapters/<recipe hash>."""
-    import fcntl
+    sizes, else the profile's recipe trained once and cached under cache_root()/adapters/<recipe hash>
+    (`loraweek.cache.build_once`: never touches an existing cache, which may be read-only)."""
+    from loraweek.cache import build_once
 
     profile = profile or get_profile()
     if _day2_matches(profile):
         return day2_adapter_dir()
     target = adapters_root() / f"{profile.name}-{recipe_hash(profile)}"
-    if _has_adapter(target):
-        return target  # never touch an existing cache: it may be read-only
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _has_adapter(target):  # another process may have trained it while we waited
-            print(f"training the course adapter for profile {profile.name!r} once "
-                  f"({profile.max_steps} QLoRA steps on {profile.model_id}) ...")
-            _train_recipe(profile, target, progress)
-    return target
+    return build_once(target, _has_adapter, lambda folder: _train_recipe(profile, folder, progress),
+                      f"training the course adapter for profile {profile.name!r} once "
+                      f"({profile.max_steps} QLoRA steps on {profile.model_id}) into {target} ...")
 
 
 def load_base_model(profile: Profile | None = None, quantization: str | None = "nf4"):

@@ -9,8 +9,6 @@ folder in about a second.  `python -m loraweek.smollm2` prints both timings side
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,33 +35,23 @@ def converted_dir() -> Path:
 
 
 def ensure_converted() -> Path:
-    """The safetensors folder of the model, converting the GGUF file first if needed (under a lock,
-    built beside its final name and renamed: parallel graders wait, a crash leaves nothing half-made)."""
-    import fcntl
-
+    """The safetensors folder of the model, converting the GGUF file first if needed (once, even
+    with parallel graders: `loraweek.cache.build_once`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = converted_dir()
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "config.json").exists():
-            return target
-        gguf = gguf_path()
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
-        try:
-            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            # The weights are already dequantized to fp32; only the GGUF marks stop save_pretrained
-            # ("quantized with gguf and is not serializable").  tests/test_smollm2.py checks the logits.
-            del model.hf_quantizer, model.config.quantization_config
-            model.save_pretrained(tmp)
-            tmp.rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    from loraweek.cache import build_once
+
+    gguf = gguf_path()
+
+    def convert(folder: Path) -> None:
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # The weights are already dequantized to fp32; only the GGUF marks stop save_pretrained
+        # ("quantized with gguf and is not serializable").  tests/test_smollm2.py checks the logits.
+        del model.hf_quantizer, model.config.quantization_config
+        model.save_pretrained(folder)
+
+    return build_once(converted_dir(), lambda t: (t / "config.json").exists(), convert)
 
 
 def load_smollm2():

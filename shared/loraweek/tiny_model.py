@@ -27,8 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -211,33 +209,20 @@ def pretrain(model, tokenizer, verbose: bool = True) -> list[float]:
 
 
 def ensure_ci_model(verbose: bool = True) -> Path:
-    """Return the folder of the cached `ci` model, building it first if needed.
-
-    A file lock makes parallel processes (grading with --jobs N, pytest workers) wait for
-    one build instead of each building its own."""
-    import fcntl
+    """Return the folder of the cached `ci` model, building it first if needed (once, even with
+    parallel processes: `loraweek.cache.build_once`)."""
+    from loraweek.cache import build_once
 
     corpus = _corpus()
     target = cache_root() / f"tiny-qwen2-ci-{_recipe_hash(corpus)}"
-    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "config.json").exists():  # built by another process while we waited
-            return target
-        if verbose:
-            print(f"building the ci model (once, about a minute) in {target} ...")
+
+    def build(folder: Path) -> None:
         tokenizer = train_tokenizer(corpus)
         model = build_model(tokenizer)
         pretrain(model, tokenizer, verbose)
-        # Build beside the target and rename: a crash never leaves half a model behind.
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
-        try:
-            tokenizer.save_pretrained(tmp)
-            model.save_pretrained(tmp)
-            _check_reload(tmp, tokenizer, corpus)
-            tmp.rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        tokenizer.save_pretrained(folder)
+        model.save_pretrained(folder)
+        _check_reload(folder, tokenizer, corpus)
+
+    return build_once(target, lambda t: (t / "config.json").exists() and (t / "tokenizer.json").exists(), build,
+                      f"building the ci model (once, about a minute) in {target} ..." if verbose else None)

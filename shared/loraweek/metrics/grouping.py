@@ -6,7 +6,7 @@ on two mixes), the pooled comparison can point the other way than *every* group 
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 
 def group_accuracy(groups, correct) -> dict:
@@ -67,7 +67,7 @@ def reversal_by_mix(groups, correct_a, correct_b, min_group: int = 5) -> tuple[d
     best = None
     for rich_a in names:
         for rich_b in (g for g in names if g != rich_a):
-            for k in range(len(groups) - 1, min_group - 1, -1):
+            for k in range(max(Counter(groups).values()), min_group - 1, -1):  # a larger k gives the same counts
                 counts_a = {g: _first_k(groups, correct_a, g, len(groups) if g == rich_a else k) for g in names}
                 counts_b = {g: _first_k(groups, correct_b, g, len(groups) if g == rich_b else k) for g in names}
                 smallest = min(n for counts in (counts_a, counts_b) for _, n in counts.values())
