@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,6 +169,13 @@ def training_arguments(profile: Profile, output_dir, max_steps: int, learning_ra
     )
 
 
+def _write_json(path: Path, data: dict) -> None:
+    """Write-then-rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
 def train(model, tokenizer, train_features: list[dict], eval_features: list[dict], profile: Profile,
           output_dir, *, max_steps: int | None = None, learning_rate: float | None = None,
           batching: str = "padded", resume: bool = True,
@@ -205,7 +213,8 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
             eval_before = json.loads(before_file.read_text())["eval_loss"]
         else:
             eval_before = trainer.evaluate()["eval_loss"]
-            before_file.write_text(json.dumps({"eval_loss": eval_before}))
+            if trainer.is_world_process_zero():  # under `accelerate launch` every rank gets here
+                _write_json(before_file, {"eval_loss": eval_before})
         trainer.train(resume_from_checkpoint=last)
         eval_after = trainer.evaluate()["eval_loss"]
     wall = time.perf_counter() - t0
@@ -215,7 +224,8 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
     report = TrainReport(steps=trainer.state.global_step, wall_s=wall, train_s=train_s, tokens=tokens,
                          tokens_per_s=tokens / train_s, peak_memory_mb=mem.peak_mb, memory_kind=mem.kind,
                          eval_loss_before=eval_before, eval_loss_after=eval_after, resumed_from=last)
-    (output_dir / "report.json").write_text(json.dumps(asdict(report), indent=1))
+    if trainer.is_world_process_zero():  # one writer: two ranks writing one file interleave
+        _write_json(output_dir / "report.json", asdict(report))
     if print_report:
         print(report)
     return TrainResult(model, trainer, LossHistory.from_log(trainer.state.log_history), report)
@@ -244,6 +254,8 @@ def run_qlora(profile: Profile, output_dir, *, r: int | None = None, alpha: int 
                    learning_rate=learning_rate, batching=batching,
                    resume=resume, save_every=save_every, seed=seed, progress=progress)
     result.report.dropped_too_long = dropped + dropped_eval
+    if result.trainer.is_world_process_zero():  # the report on disk carries the dropped count too
+        _write_json(Path(output_dir) / "report.json", asdict(result.report))
     return result
 
 
