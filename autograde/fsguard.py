@@ -115,7 +115,7 @@ def watched(course_dir: Path, sandboxed: bool) -> Snapshot:
     the sandbox everything a kernel could change is watched and put back -- so do not edit the
     course package or install packages while a guard-mode run is grading."""
     import loraweek
-    from loraweek.tiny_model import cache_root
+    from loraweek.cache import cache_root
 
     trees = [course_dir / "source", course_dir / "release", course_dir / "gradebook.template.db",
              course_dir / "gradebook.db", course_dir / "course.json", course_dir / "submitted"]

@@ -105,7 +105,7 @@ def _stand_in(course_dir: Path, student: str, nb_name: str, status: str, reasons
 def audit_policy(course_dir: Path, scratch: Path) -> dict:
     """Paths the in-kernel audit hook watches (guard.py): where reads and writes get noted."""
     import loraweek
-    from loraweek.tiny_model import cache_root
+    from loraweek.cache import cache_root
 
     from .fsguard import site_dirs
 
@@ -162,7 +162,7 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     env = worker_env(jobs, threads, runtime)
     if isolation != SANDBOX:  # no jail: at least a private home (IPython/Jupyter start-up files),
         # with the caches that live under the real one still found where they are
-        from loraweek.tiny_model import cache_root
+        from loraweek.cache import cache_root
 
         env.setdefault("LORAWEEK_CACHE", str(cache_root()))
         if (Path.home() / ".cache" / "huggingface").is_dir():

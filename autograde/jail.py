@@ -40,7 +40,7 @@ def _real(p) -> str:
 
 def readonly_paths() -> list[str]:
     """What a kernel may read besides the system: Python, the venv, the package, the caches."""
-    from loraweek.tiny_model import cache_root
+    from loraweek.cache import cache_root
     import loraweek
 
     paths = [sys.base_prefix, sys.prefix, os.path.dirname(_real(sys.executable)),

@@ -10,10 +10,17 @@ and the converted SmolLM2 under ``$LORAWEEK_CACHE``.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+
+def cache_root() -> Path:
+    """Where built models and adapters live: ``$LORAWEEK_CACHE``, default ``~/.cache/loraweek``.
+    (Here, not in tiny_model, so that the grader finds it without importing torch.)"""
+    return Path(os.environ.get("LORAWEEK_CACHE", Path.home() / ".cache" / "loraweek"))
 
 
 def build_once(target: Path, is_built: Callable[[Path], bool], build: Callable[[Path], None],

@@ -82,10 +82,12 @@ _SIZES = {
 
 
 # Autograding runs every cell of every submission: the smallest sizes that still execute
-# each code path (same functions, fewer steps and examples).  Quality is never graded.
+# each code path (same functions, fewer steps and examples).  Quality is never graded, so
+# answers may be cut at 24 new tokens: a model trained for 2 steps never ends its answer and
+# would otherwise generate all 80 tokens of the ci profile every time.
 # Measured per notebook in autograde/README.md (python -m autograde.bench_grading).
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
-                     eval_every=2, save_every=2, score_examples=4)
+                     eval_every=2, save_every=2, score_examples=4, max_new_tokens=24)
 
 
 def _detect() -> tuple[str, str]:

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
+
+from loraweek.cache import cache_root  # noqa: F401  (re-exported: the ci model's cache)
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END]
@@ -51,8 +52,22 @@ PRETRAIN = dict(schedule=("topic", "topic", "full"), batch_size=16, learning_rat
 RECIPE_VERSION = 4  # bump when the build changes in a way the hash below cannot see
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("LORAWEEK_CACHE", Path.home() / ".cache" / "loraweek"))
+_MEMO: dict = {}  # (train file, its mtime and size) -> (corpus, recipe hash)
+
+
+def _corpus_and_hash() -> tuple[list[str], str]:
+    """The corpus and the hash that names the cached model, computed once per process and
+    training file: every model and tokenizer load asks for the name (0.3 s each time otherwise)."""
+    from loraweek.data import schema
+
+    path = Path(schema.DATA_DIR) / "train.jsonl"
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _MEMO:
+        corpus = _corpus()
+        _MEMO.clear()
+        _MEMO[key] = (corpus, _recipe_hash(corpus))
+    return _MEMO[key]
 
 
 def _corpus() -> list[str]:
@@ -75,7 +90,7 @@ def _recipe_hash(corpus: list[str]) -> str:
 
 def ci_model_hash() -> str:
     """The hash naming the cached ci model (changes whenever its recipe or corpus does)."""
-    return _recipe_hash(_corpus())
+    return _corpus_and_hash()[1]
 
 
 def train_tokenizer(corpus: list[str]):
@@ -213,8 +228,8 @@ def ensure_ci_model(verbose: bool = True) -> Path:
     parallel processes: `loraweek.cache.build_once`)."""
     from loraweek.cache import build_once
 
-    corpus = _corpus()
-    target = cache_root() / f"tiny-qwen2-ci-{_recipe_hash(corpus)}"
+    corpus, recipe_hash = _corpus_and_hash()
+    target = cache_root() / f"tiny-qwen2-ci-{recipe_hash}"
 
     def build(folder: Path) -> None:
         tokenizer = train_tokenizer(corpus)

@@ -244,13 +244,19 @@ def compare_methods(names, profile: Profile, output_dir, *, budget: CompareBudge
     bar = tqdm(total=sum(len(registry.learning_rates(n, profile, budget.sweep_points)) for n in names),
                desc="runs", disable=not progress)
     results = []
-    for name in names:
-        best, sweep = sweep_method(name, profile, data, output_dir / name, budget.steps, seed,
-                                   on_run=lambda n, lr: (bar.set_postfix_str(f"{n} lr={lr:g}"), bar.update(1)),
-                                   points=budget.sweep_points)
-        results.append(measure(name, best, profile, data, budget, sweep, output_dir / name / "best", base_params))
-        del best
-        gc.collect()
+    # What is alive now (the libraries' half a million objects, the caller's state) outlives the
+    # loop: freezing it makes each collection between methods ~0.3 s cheaper on a CPU.
+    gc.freeze()
+    try:
+        for name in names:
+            best, sweep = sweep_method(name, profile, data, output_dir / name, budget.steps, seed,
+                                       on_run=lambda n, lr: (bar.set_postfix_str(f"{n} lr={lr:g}"), bar.update(1)),
+                                       points=budget.sweep_points)
+            results.append(measure(name, best, profile, data, budget, sweep, output_dir / name / "best", base_params))
+            del best
+            gc.collect()  # the method's model, optimizer and activations, before the next one
+    finally:
+        gc.unfreeze()  # back to the oldest generation: collected again from now on
     bar.close()
     return results
 
