@@ -93,7 +93,7 @@ def _blanked_with(name: str, exercise: str) -> tuple[str, tuple[str, ...]]:
 
 def _cache():
     """The session's model cache (conftest builds the ci model there once)."""
-    from loraweek.tiny_model import cache_root
+    from loraweek.cache import cache_root
 
     return cache_root()
 

@@ -76,7 +76,7 @@ def test_snapshot_restores_and_reports(tmp_path):
 def guard_run(tmp_path_factory):
     import loraweek
     from autograde.course import prepare_course
-    from loraweek.tiny_model import cache_root
+    from loraweek.cache import cache_root
 
     base = tmp_path_factory.mktemp("guard")
     shared = base / "shared"

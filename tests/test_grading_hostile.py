@@ -25,7 +25,7 @@ NB = "day0_fixture"
 
 def _cache():
     """The session's model cache (conftest builds the ci model there once)."""
-    from loraweek.tiny_model import cache_root
+    from loraweek.cache import cache_root
 
     return cache_root()
 

@@ -77,7 +77,7 @@ REASON = {"h1-package": "lora_layer.py", "h2-cache": "config.json", "h3-pth": "z
 
 def _cache():
     """The session's model cache (conftest builds the ci model there once)."""
-    from loraweek.tiny_model import cache_root
+    from loraweek.cache import cache_root
 
     return cache_root()
 

@@ -17,7 +17,7 @@ from loraweek import training  # noqa: E402
 from loraweek.data import chat, schema  # noqa: E402
 from loraweek.models import load_model, load_tokenizer  # noqa: E402
 from loraweek.profiles import get_profile  # noqa: E402
-from loraweek.tiny_model import cache_root  # noqa: E402
+from loraweek.cache import cache_root  # noqa: E402
 
 
 @pytest.fixture(scope="module")

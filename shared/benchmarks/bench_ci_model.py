@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     print(f"profile {profile.name}: {profile.max_steps} steps, lr {profile.learning_rate:g}, r {profile.lora_r}, "
           f"batch {profile.batch_size} ({a.batching}), {torch.get_num_threads()} threads")
     if profile.model_id == CI_MODEL_ID:
-        from loraweek.tiny_model import cache_root, ci_model_hash
+        from loraweek.cache import cache_root
+        from loraweek.tiny_model import ci_model_hash
 
         cached = (cache_root() / f"tiny-qwen2-ci-{ci_model_hash()}" / "config.json").exists()
         with Timer() as build:

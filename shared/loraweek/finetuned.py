@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from loraweek.cache import cache_root
 from loraweek.profiles import CI_MODEL_ID, Profile, get_profile
 
 FINETUNE_VERSION = 1   # bump when the recipe changes in a way the hash below cannot see
@@ -36,14 +37,8 @@ TRAINING_SIZES = ("max_seq_len", "train_examples", "max_steps", "batch_size", "g
                   "learning_rate", "lora_r", "lora_alpha")
 
 
-def _cache_root() -> Path:
-    from loraweek.tiny_model import cache_root
-
-    return cache_root()
-
-
 def adapters_root() -> Path:
-    return _cache_root() / "adapters"
+    return cache_root() / "adapters"
 
 
 def day2_adapter_dir() -> Path:

