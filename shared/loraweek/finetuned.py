@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from loraweek.cache import cache_root
+from loraweek.cache import build_once, cache_root
 from loraweek.profiles import CI_MODEL_ID, Profile, get_profile
 
 FINETUNE_VERSION = 1   # bump when the recipe changes in a way the hash below cannot see
@@ -150,8 +150,6 @@ def course_adapter(profile: Profile | None = None, progress: bool = True) -> Pat
     Day 2's saved adapter in this runtime when it exists and matches the profile's base model and
     sizes, else the profile's recipe trained once and cached under cache_root()/adapters/<recipe hash>
     (`loraweek.cache.build_once`: never touches an existing cache, which may be read-only)."""
-    from loraweek.cache import build_once
-
     profile = profile or get_profile()
     if _day2_matches(profile):
         return day2_adapter_dir()

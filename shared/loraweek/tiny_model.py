@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from loraweek.cache import cache_root
+from loraweek.cache import build_once, cache_root
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END]
@@ -226,8 +226,6 @@ def pretrain(model, tokenizer, verbose: bool = True) -> list[float]:
 def ensure_ci_model(verbose: bool = True) -> Path:
     """Return the folder of the cached `ci` model, building it first if needed (once, even with
     parallel processes: `loraweek.cache.build_once`)."""
-    from loraweek.cache import build_once
-
     corpus, recipe_hash = _corpus_and_hash()
     target = cache_root() / f"tiny-qwen2-ci-{recipe_hash}"
 

@@ -180,11 +180,13 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
           output_dir, *, max_steps: int | None = None, learning_rate: float | None = None,
           batching: str = "padded", resume: bool = True,
           save_every: int | None = None, seed: int = 0, progress: bool = True,
-          print_report: bool = True, callbacks=None, report_to=None) -> TrainResult:
+          print_report: bool = True, callbacks=None, report_to=None,
+          dropped_too_long: int = 0) -> TrainResult:
     """Train `model` (already a PeftModel) and return it with its loss history and report.
 
     With `resume=True` and a checkpoint in `output_dir`, training continues from the last
-    checkpoint (a Colab disconnect costs at most `save_every` steps)."""
+    checkpoint (a Colab disconnect costs at most `save_every` steps).  `dropped_too_long`: examples
+    the caller dropped while tokenizing, carried in the report."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     max_steps = max_steps or profile.max_steps
@@ -223,7 +225,8 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
     tokens = int(trainer.state.num_input_tokens_seen) - tokens_before
     report = TrainReport(steps=trainer.state.global_step, wall_s=wall, train_s=train_s, tokens=tokens,
                          tokens_per_s=tokens / train_s, peak_memory_mb=mem.peak_mb, memory_kind=mem.kind,
-                         eval_loss_before=eval_before, eval_loss_after=eval_after, resumed_from=last)
+                         eval_loss_before=eval_before, eval_loss_after=eval_after,
+                         dropped_too_long=dropped_too_long, resumed_from=last)
     if trainer.is_world_process_zero():  # one writer: two ranks writing one file interleave
         _write_json(output_dir / "report.json", asdict(report))
     if print_report:
@@ -252,10 +255,8 @@ def run_qlora(profile: Profile, output_dir, *, r: int | None = None, alpha: int 
     model = get_peft_model(model, lora_config(profile, r=r, alpha=alpha))
     result = train(model, tokenizer, train_feats, eval_feats, profile, output_dir, max_steps=max_steps,
                    learning_rate=learning_rate, batching=batching,
-                   resume=resume, save_every=save_every, seed=seed, progress=progress)
-    result.report.dropped_too_long = dropped + dropped_eval
-    if result.trainer.is_world_process_zero():  # the report on disk carries the dropped count too
-        _write_json(Path(output_dir) / "report.json", asdict(result.report))
+                   resume=resume, save_every=save_every, seed=seed, progress=progress,
+                   dropped_too_long=dropped + dropped_eval)
     return result
 
 
