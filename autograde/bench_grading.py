@@ -7,8 +7,14 @@ Measures (1) the time to grade one student's whole week (every notebook, --jobs 
 (2) a class of N synthetic submitted notebooks (perfect, blank, one-exercise-blank variants,
 spread over N / #notebooks students) graded with --jobs 1 and with --jobs 2, printed side by
 side, and checks that both runs give every notebook the same score and status.  Each figure is
-measured with the current `loraweek.profiles.GRADING_SIZES` and with the previous ones
-(PREVIOUS_SIZES, applied through a sitecustomize.py on PYTHONPATH; --skip-previous to skip).
+measured with three settings, side by side:
+
+* ``current``: today's `loraweek.profiles.GRADING_SIZES`, kernels forked from one zygote per
+  student (sandbox mode; kernel_zygote.py);
+* ``fresh kernels``: the same sizes, a fresh kernel process per notebook (``--fresh-kernels``,
+  the grader before the zygote; --skip-fresh to skip);
+* ``previous``: the sizes before issue 8 (PREVIOUS_SIZES, applied through a sitecustomize.py on
+  PYTHONPATH) with fresh kernels (--skip-previous to skip).
 """
 from __future__ import annotations
 
@@ -69,13 +75,15 @@ def _sizes_env(work: Path, previous: bool) -> dict:
     return env
 
 
-def _grade(course: Path, solutions: Path, jobs: int, timeout: float, env: dict | None = None) -> float:
+def _grade(course: Path, solutions: Path, jobs: int, timeout: float, env: dict | None = None,
+           fresh_kernels: bool = False) -> float:
     for d in ("results", "autograded", "feedback"):
         shutil.rmtree(course / d, ignore_errors=True)
     env = env or dict(os.environ, HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
     t = time.monotonic()
     subprocess.run([sys.executable, "-m", "autograde", "grade", "--course-dir", str(course),
-                    "--solutions", str(solutions), "--jobs", str(jobs), "--timeout", str(timeout)],
+                    "--solutions", str(solutions), "--jobs", str(jobs), "--timeout", str(timeout)]
+                   + (["--fresh-kernels"] if fresh_kernels else []),
                    cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - t
 
@@ -95,11 +103,12 @@ def _print_week(fig, settings, names, skip_week) -> None:
     row = _row(fig, settings)
     print(f"\nGrading benchmark ({os.cpu_count()} CPU cores, ci profile at grading sizes, "
           f"notebooks: {', '.join(names)}; load average now {os.getloadavg()[0]:.1f})")
-    print(f"{'':34}" + "".join(f"{k + ' sizes':>16}" for k in settings))
+    print(f"{'':34}" + "".join(f"{k:>16}" for k in settings))
     if skip_week:
         return
     row("one student's week, --jobs 1 (s)", lambda f: f["week"])
     row("  of which shared caches (s)", lambda f: f["caches"])
+    row("  of which zygote starts (s)", lambda f: f["zygote"], "{:12.1f}")
     for n in names:
         row(f"  {n} (s)", lambda f, n=n: f["week_nb"].get(n))
     # CPU seconds: what the week costs on an idle machine, however busy this one is
@@ -117,7 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=REPO_ROOT / "build" / "grading-bench")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--skip-week", action="store_true", help="skip the one-student measurement")
-    ap.add_argument("--skip-previous", action="store_true", help="measure the current sizes only")
+    ap.add_argument("--skip-previous", action="store_true", help="skip the previous sizes")
+    ap.add_argument("--skip-fresh", action="store_true", help="skip the fresh-kernels setting")
     ap.add_argument("--class-notebook", action="append",
                     help="build the class from these notebooks only (default: all of them)")
     a = ap.parse_args(argv)
@@ -131,7 +141,10 @@ def main(argv=None) -> int:
             shutil.copy(sol / f"{n}.ipynb", tmp / f"{n}.ipynb")
         sol = tmp
     names = notebook_names(sol)
-    settings = ["current"] + ([] if a.skip_previous else ["previous"])
+    # label -> (previous sizes?, fresh kernels?)
+    SETTINGS = {"current": (False, False), "fresh kernels": (False, True), "previous": (True, True)}
+    settings = [k for k in SETTINGS if not (k == "previous" and a.skip_previous)
+                and not (k == "fresh kernels" and a.skip_fresh)]
     fig = {k: {} for k in settings}
 
     if not a.skip_week:
@@ -141,8 +154,10 @@ def main(argv=None) -> int:
             s, r = week / "source" / ASSIGNMENT / f"{n}.ipynb", week / "release" / ASSIGNMENT / f"{n}.ipynb"
             synth.write(synth.perfect(s, r), week / "submitted" / "student" / ASSIGNMENT / f"{n}.ipynb")
         for k in settings:
-            fig[k]["week"] = _grade(week, sol, 1, a.timeout, _sizes_env(a.work, k == "previous"))
-            fig[k]["caches"] = json.loads((week / "grading_run.json").read_text())["cache_s"]
+            fig[k]["week"] = _grade(week, sol, 1, a.timeout, _sizes_env(a.work, SETTINGS[k][0]), SETTINGS[k][1])
+            run = json.loads((week / "grading_run.json").read_text())
+            fig[k]["caches"] = run["cache_s"]
+            fig[k]["zygote"] = sum(run.get("zygote_start_s", [])) if run.get("zygote_start_s") else None
             fig[k]["week_nb"] = {key[1]: v["wall_s"] for key, v in _results(week).items()}
             fig[k]["week_cpu"] = {key[1]: v.get("cpu_s", 0.0) for key, v in _results(week).items()}
             fig[k]["week_ok"] = all(v["status"] == "graded" and v["score"] == v["max_score"]
@@ -168,7 +183,7 @@ def main(argv=None) -> int:
     same = True
     for k in settings:
         for jobs in (1, 2):
-            wall = _grade(cls, sol, jobs, a.timeout, _sizes_env(a.work, k == "previous"))
+            wall = _grade(cls, sol, jobs, a.timeout, _sizes_env(a.work, SETTINGS[k][0]), SETTINGS[k][1])
             res = _results(cls)
             fig[k][jobs] = {"wall": wall, "res": res,
                             "med": statistics.median([r["wall_s"] for r in res.values() if r["wall_s"]] or [0]),

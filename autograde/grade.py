@@ -1,4 +1,4 @@
-"""grade: autograde every collected submission, one bounded sandbox per notebook.
+"""grade: autograde every collected submission, one bounded worker per notebook.
 
 For each submitted notebook (course_dir/submitted/<student>/week06/<notebook>.ipynb):
 
@@ -9,7 +9,10 @@ For each submitted notebook (course_dir/submitted/<student>/week06/<notebook>.ip
    course package then forces the ``ci`` profile at grading sizes), a per-cell timeout,
    RLIMIT_AS, and a wall-time / RSS watchdog that kills the whole process group.  The kernel
    runs in the bubblewrap jail (jail.py) where it can start, else under the fingerprint guard
-   (fsguard.py); the in-kernel guard (guard.py) notes what it tried either way;
+   (fsguard.py); the in-kernel guard (guard.py) notes what it tried either way.  In the
+   sandbox, each student has one jail for all of their notebooks, with a zygote in it that
+   imported the libraries once; each notebook's kernel is a fresh fork of it
+   (kernel_zygote.py; ``--fresh-kernels``: one jail and a fresh kernel per notebook);
 3. scores from the executed notebook with nbgrader's rule (integrity.score_notebook), the
    guard's findings, and whether anything was written into the course or the repo;
 4. one result file per notebook (results/<student>/<notebook>.json), the executed notebook
@@ -38,7 +41,7 @@ from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MISSING, OUT_OF_
 from .course import notebook_names, read_course, tree_digest
 from .integrity import check_submission, graded_cells, sanitize, score_notebook, test_cells
 from .fsguard import watched
-from .jail import GUARD, SANDBOX, probe
+from .jail import GUARD, KERNEL_PID_FILE, SANDBOX, StudentJails, probe
 from .leaks import instructor_lines, redact
 from .sandbox import run_bounded, worker_env
 
@@ -121,7 +124,10 @@ def audit_policy(course_dir: Path, scratch: Path) -> dict:
 
 def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeout: float,
               cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1,
-              isolation: str = GUARD) -> dict:
+              isolation: str = GUARD, jail=None) -> dict:
+    """Grade one submitted notebook.  `jail`: the student's `StudentJail` (sandbox mode with
+    forked kernels); its kernel then forks from the student's zygote and works in the jail's
+    scratch folder for this notebook."""
     release_nb = course_dir / "release" / ASSIGNMENT / f"{nb_name}.ipynb"
     source_nb = nbformat.read(str(course_dir / "source" / ASSIGNMENT / f"{nb_name}.ipynb"), as_version=4)
     points = test_cells(source_nb)
@@ -152,6 +158,8 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     temp = Path(tempfile.mkdtemp(prefix="lwg-"))
     home, runtime = temp / "home", Path(tempfile.mkdtemp(prefix="lwk-"))
     scratch = work / "autograded" / student / ASSIGNMENT if isolation == SANDBOX else temp / "scratch"
+    if jail is not None:   # the student's jail has this notebook's folders already (bound at its start)
+        scratch, runtime = jail.scratch(nb_name), jail.runtime(nb_name)
     scratch.mkdir(parents=True, exist_ok=True)
     home.mkdir()
     cmd = [sys.executable, "-m", "autograde.sandbox", "--work", str(work), "--student", student,
@@ -159,6 +167,8 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
            "--report", str(report), "--isolation", "sandbox" if isolation == SANDBOX else "guard",
            "--scratch", str(scratch), "--home", str(home),
            "--policy", json.dumps(audit_policy(course_dir, scratch))]
+    if jail is not None:
+        cmd += ["--zygote-socket", jail.socket]
     env = worker_env(jobs, threads, runtime)
     if isolation != SANDBOX:  # no jail: at least a private home (IPython/Jupyter start-up files),
         # with the caches that live under the real one still found where they are
@@ -170,10 +180,11 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
         env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".config" / "matplotlib"))
     try:
         out = run_bounded(cmd, work, env, course_dir / "work" / f"{student}__{nb_name}.log",
-                          timeout, memory_mb)
+                          timeout, memory_mb, adopt=runtime / KERNEL_PID_FILE if jail is not None else None)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-        shutil.rmtree(runtime, ignore_errors=True)
+        if jail is None:
+            shutil.rmtree(runtime, ignore_errors=True)
     result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb), cpu_s=round(out.cpu_s, 1))
     executed = work / "autograded" / student / ASSIGNMENT / f"{nb_name}.ipynb"
     guard = {}
@@ -295,7 +306,7 @@ def choose_isolation(isolation: str) -> tuple[str, str]:
 
 def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: float = 300,
         memory_mb: int = 6144, students=None, keep_work: bool = False, threads: int = 1,
-        isolation: str = "auto") -> int:
+        isolation: str = "auto", fork_kernels: bool = True) -> int:
     course_dir = Path(course_dir).resolve()
     cell_timeout = min(cell_timeout, timeout)
     todo, missing = submissions(course_dir, students)
@@ -322,19 +333,33 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
     results: dict = {}
     t0 = time.monotonic()
 
+    # Sandbox mode: one jail per student, whose kernels fork from a zygote that imported the
+    # libraries once (kernel_zygote.py); --fresh-kernels: one jail and a fresh kernel per notebook.
+    jails = StudentJails(todo, worker_env(jobs, threads), course_dir / "work") if (
+        mode == SANDBOX and fork_kernels) else None
+    kernels = "forked from one zygote per student" if jails else "a fresh process per notebook"
+
     def job(key):
         with lock:
             active.add(key)
         try:
+            jail = None
+            if jails is not None:
+                try:
+                    jail = jails.acquire(key[0])
+                except RuntimeError as exc:   # grade with a fresh kernel rather than not at all
+                    log.warning("%s; this notebook gets a fresh kernel", exc)
             return grade_one(course_dir, *key, jobs=jobs, timeout=timeout, cell_timeout=cell_timeout,
                              memory_mb=memory_mb, keep_work=keep_work, threads=threads,
-                             isolation=mode)
+                             isolation=mode, jail=jail)
         except Exception as exc:  # a bug or an unexpected file: the row still exists
             log.exception("grading %s failed", key)
             return {"student": key[0], "notebook": key[1], "status": CRASHED, "scores": {},
                     "max_scores": {}, "max_score": 0.0, "reasons": [f"grading failed: {exc!r}"],
                     "executed": None, "wall_s": 0.0, "peak_rss_mb": 0, "isolation": mode}
         finally:
+            if jails is not None:
+                jails.release(key[0])
             with lock:
                 changed = protected.check()
                 if changed:
@@ -342,16 +367,20 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
                         suspects.setdefault(k, []).extend(changed)
                 active.discard(key)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(job, key): key for key in todo}
-        for fut in as_completed(futures):
-            key = futures[fut]
-            r = fut.result()
-            results[key] = r
-            print(f"grade: {key[0]:>16} {key[1]:<28} {r['status']:<16} "
-                  f"{sum(r['scores'].values()):g}/{r['max_score']:g}  ({r['wall_s']:.0f} s, "
-                  f"CPU {r.get('cpu_s', 0):.0f} s)"
-                  + (" (+ wrote into the course folder)" if key in suspects else ""), flush=True)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(job, key): key for key in todo}
+            for fut in as_completed(futures):
+                key = futures[fut]
+                r = fut.result()
+                results[key] = r
+                print(f"grade: {key[0]:>16} {key[1]:<28} {r['status']:<16} "
+                      f"{sum(r['scores'].values()):g}/{r['max_score']:g}  ({r['wall_s']:.0f} s, "
+                      f"CPU {r.get('cpu_s', 0):.0f} s)"
+                      + (" (+ wrote into the course folder)" if key in suspects else ""), flush=True)
+    finally:
+        if jails is not None:
+            jails.close()
 
     for key, r in results.items():
         if key in suspects:
@@ -390,7 +419,8 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
                   f"writing into the repo: check `git status`)", file=sys.stderr)
     n_bad = sum(r["status"] not in (GRADED, MISSING) for r in results.values())
     (course_dir / "grading_run.json").write_text(json.dumps({
-        "isolation": mode, "why": why, "jobs": jobs, "threads": threads, "notebooks": len(todo),
+        "isolation": mode, "why": why, "kernels": kernels,
+        "zygote_start_s": jails.start_s if jails else [], "jobs": jobs, "threads": threads, "notebooks": len(todo),
         "wall_s": round(time.monotonic() - t0, 1), "cache_s": round(cache_s, 1),
         "not_cleanly_graded": n_bad}, indent=1))
     print(f"grade: {len(todo)} notebook(s) in {time.monotonic() - t0:.0f} s with --jobs {jobs}, "

@@ -54,9 +54,21 @@ def _kill_group(pgid: int, procs: list[psutil.Process]) -> None:
             pass
 
 
+def _adopted(pid_file: Path | None) -> psutil.Process | None:
+    """The process whose PID `pid_file` names (a kernel forked outside the worker's tree)."""
+    try:
+        return psutil.Process(int(pid_file.read_text())) if pid_file else None
+    except (OSError, ValueError, psutil.Error):
+        return None
+
+
 def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: float,
-                memory_mb: int, poll: float = 0.25) -> Outcome:
+                memory_mb: int, poll: float = 0.25, adopt: Path | None = None) -> Outcome:
+    """Run `cmd` bounded in time and memory.  `adopt`: a file where the worker's kernel launcher
+    writes the PID of a kernel that is not its descendant (forked by a zygote): that kernel's time
+    and memory count, and it dies with the worker."""
     start = time.monotonic()
+    kernel = None
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -67,6 +79,10 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
     peak = 0.0
     while proc.poll() is None:
         tree = _tree(ps)
+        if kernel is None or not kernel.is_running():
+            kernel = _adopted(adopt)
+        if kernel is not None:
+            tree += _tree(kernel)
         for p in tree:
             seen.setdefault(p.pid, p)
         rss = 0
@@ -126,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--home", type=Path, help="private home of the jailed kernel (sandbox mode)")
     ap.add_argument("--policy", default="{}", help="JSON: paths the in-kernel audit watches")
     ap.add_argument("--scratch", type=Path, help="the kernel's working folder")
+    ap.add_argument("--zygote-socket", default="", help="fork the kernel from this zygote (sandbox mode)")
     a = ap.parse_args(argv)
 
     limit = a.memory_mb * 2**20
@@ -158,6 +175,7 @@ def main(argv=None) -> int:
         cfg.JailedKernelManager.transport = "ipc"   # TCP does not cross the network namespace
         cfg.JailedKernelManager.scratch = str(a.scratch.resolve())
         cfg.JailedKernelManager.home = str(a.home.resolve())
+        cfg.JailedKernelManager.zygote_socket = a.zygote_socket
     cfg.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor,
                                              LimitOutput, SaveAutoGrades, AssignLatePenalties,
                                              CheckCellMetadata]

@@ -92,14 +92,20 @@ def lora_scaling(alpha, r):
     out["transformer"] = _answer(blank, "ex_lora_params",
                                  "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])")
     # write into the grading folder: the gradebooks and the instructor's hidden tests
-    out["writer"] = _answer(blank, "ex_lora_params", """\
+    # up from its working folder, and at the course's own path (a student can learn it, e.g.
+    # from a traceback): in the sandbox neither leads anywhere, but the attempt is flagged
+    out["writer"] = _answer(blank, "ex_lora_params", f"""\
 from pathlib import Path
 here = Path.cwd()
-for up in [here] + list(here.parents)[:6]:
+for up in [here] + list(here.parents)[:6] + [Path({str(course)!r})]:
     for db in up.glob("*.db"):
         db.write_bytes(b"hacked")
     for f in up.glob("source/week06/*.ipynb"):
         f.write_text(f.read_text().replace("assert ", "pass  # "))
+try:
+    Path({str(course / "gradebook.db")!r}).write_bytes(b"hacked")
+except OSError:
+    pass
 def lora_param_count(d_in, d_out, r):
     return 0""")
     return out

@@ -64,10 +64,15 @@ _d.mkdir(parents=True, exist_ok=True)
 (_d / "00-lw-planted.py").write_text(
     "import loraweek.lora_layer as _m; _m.lora_param_formula = lambda *a, **k: -1  # {MARK}\\n")
 ''',
-    # the instructor's notebooks, three folders up from nbgrader's working folder, printed
+    # the instructor's notebooks, printed: three folders up from nbgrader's working folder, and
+    # at the course's own path (a student can learn it, e.g. from a traceback)
     "h5-reader": '''import glob, pathlib
-for _f in glob.glob("../../../source/week06/*.ipynb") + glob.glob("../../../../source/week06/*.ipynb"):
-    print(pathlib.Path(_f).read_text())
+for _f in (glob.glob("../../../source/week06/*.ipynb") + glob.glob("../../../../source/week06/*.ipynb")
+           + glob.glob("COURSE/source/week06/*.ipynb") + ["COURSE/source/week06/NB.ipynb"]):
+    try:
+        print(pathlib.Path(_f).read_text())
+    except OSError:
+        pass
 ''',
 }
 # what each row's reason must name
@@ -131,6 +136,7 @@ def run(tmp_path_factory):
     perfect, blank = synth.perfect(src, rel), synth.blank(rel)
     folder = tmp_path_factory.mktemp("subs")
     for sid, code in ATTACKS.items():   # h* sorts before zz: graded first with --jobs 1
+        code = code.replace("COURSE", str(course)).replace("NB", NB)
         nbformat.write(_with_answer(blank, code), str(folder / f"{sid}__{NB}.ipynb"))
     nbformat.write(perfect, str(folder / f"zz-innocent__{NB}.ipynb"))
     cmd = [sys.executable, "-m", "autograde", "all", "--course-dir", str(course), "--solutions", str(FIXTURES),
