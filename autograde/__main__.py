@@ -26,9 +26,10 @@ def _grade_args(p):
     p.add_argument("--keep-work", action="store_true", help="keep the per-notebook sandboxes")
     p.add_argument("--isolation", choices=("auto", "sandbox", "guard"), default="auto",
                    help="auto: the bubblewrap sandbox where it starts, else the fingerprint guard")
-    p.add_argument("--fresh-kernels", action="store_true",
-                   help="sandbox mode: a fresh jail and kernel per notebook, instead of one jail per "
-                        "student whose kernels fork from a zygote with the libraries imported")
+    p.add_argument("--kernels", choices=("auto", "forked", "fresh"), default="auto",
+                   help="sandbox mode. forked: one jail per student, whose kernels fork from a zygote "
+                        "that imported the libraries once; fresh: a jail and a fresh kernel per "
+                        "notebook; auto (default): forked for students with two or more notebooks")
 
 
 def _feedback_args(p):
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
         from . import grade
         rc |= grade.run(a.course_dir, jobs=a.jobs, timeout=a.timeout, cell_timeout=a.cell_timeout,
                         memory_mb=a.memory_mb, students=a.student, keep_work=a.keep_work,
-                        threads=a.threads, isolation=a.isolation, fork_kernels=not a.fresh_kernels)
+                        threads=a.threads, isolation=a.isolation, kernels=a.kernels)
     if a.step in ("feedback", "all"):
         from . import feedback
         rc |= feedback.run(a.course_dir, show_hidden_tests=a.show_hidden_tests)

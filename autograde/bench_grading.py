@@ -11,7 +11,7 @@ measured with three settings, side by side:
 
 * ``current``: today's `loraweek.profiles.GRADING_SIZES`, kernels forked from one zygote per
   student (sandbox mode; kernel_zygote.py);
-* ``fresh kernels``: the same sizes, a fresh kernel process per notebook (``--fresh-kernels``,
+* ``fresh kernels``: the same sizes, a fresh kernel process per notebook (``--kernels fresh``,
   the grader before the zygote; --skip-fresh to skip);
 * ``previous``: the sizes before issue 8 (PREVIOUS_SIZES, applied through a sitecustomize.py on
   PYTHONPATH) with fresh kernels (--skip-previous to skip).
@@ -83,7 +83,7 @@ def _grade(course: Path, solutions: Path, jobs: int, timeout: float, env: dict |
     t = time.monotonic()
     subprocess.run([sys.executable, "-m", "autograde", "grade", "--course-dir", str(course),
                     "--solutions", str(solutions), "--jobs", str(jobs), "--timeout", str(timeout)]
-                   + (["--fresh-kernels"] if fresh_kernels else []),
+                   + ["--kernels", "fresh" if fresh_kernels else "auto"],
                    cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - t
 
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--skip-week", action="store_true", help="skip the one-student measurement")
     ap.add_argument("--skip-previous", action="store_true", help="skip the previous sizes")
-    ap.add_argument("--skip-fresh", action="store_true", help="skip the fresh-kernels setting")
+    ap.add_argument("--skip-fresh", action="store_true", help="skip the fresh-kernels column")
     ap.add_argument("--class-notebook", action="append",
                     help="build the class from these notebooks only (default: all of them)")
     a = ap.parse_args(argv)

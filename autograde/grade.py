@@ -12,7 +12,7 @@ For each submitted notebook (course_dir/submitted/<student>/week06/<notebook>.ip
    (fsguard.py); the in-kernel guard (guard.py) notes what it tried either way.  In the
    sandbox, each student has one jail for all of their notebooks, with a zygote in it that
    imported the libraries once; each notebook's kernel is a fresh fork of it
-   (kernel_zygote.py; ``--fresh-kernels``: one jail and a fresh kernel per notebook);
+   (kernel_zygote.py; ``--kernels``);
 3. scores from the executed notebook with nbgrader's rule (integrity.score_notebook), the
    guard's findings, and whether anything was written into the course or the repo;
 4. one result file per notebook (results/<student>/<notebook>.json), the executed notebook
@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -134,7 +135,8 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     submitted = course_dir / "submitted" / student / ASSIGNMENT / f"{nb_name}.ipynb"
     result = {"student": student, "notebook": nb_name, "max_score": sum(points.values()),
               "scores": {g: 0.0 for g in points}, "max_scores": points, "wall_s": 0.0,
-              "peak_rss_mb": 0.0, "reasons": [], "executed": None, "isolation": isolation}
+              "peak_rss_mb": 0.0, "reasons": [], "executed": None, "isolation": isolation,
+              "kernel": "forked" if jail is not None else "fresh"}
     chk = check_submission(submitted, release_nb)
     if not chk.valid:
         result.update(status=INVALID, reasons=[chk.error])
@@ -306,7 +308,7 @@ def choose_isolation(isolation: str) -> tuple[str, str]:
 
 def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: float = 300,
         memory_mb: int = 6144, students=None, keep_work: bool = False, threads: int = 1,
-        isolation: str = "auto", fork_kernels: bool = True) -> int:
+        isolation: str = "auto", kernels: str = "auto") -> int:
     course_dir = Path(course_dir).resolve()
     cell_timeout = min(cell_timeout, timeout)
     todo, missing = submissions(course_dir, students)
@@ -334,17 +336,25 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
     t0 = time.monotonic()
 
     # Sandbox mode: one jail per student, whose kernels fork from a zygote that imported the
-    # libraries once (kernel_zygote.py); --fresh-kernels: one jail and a fresh kernel per notebook.
-    jails = StudentJails(todo, worker_env(jobs, threads), course_dir / "work") if (
-        mode == SANDBOX and fork_kernels) else None
-    kernels = "forked from one zygote per student" if jails else "a fresh process per notebook"
+    # libraries once (kernel_zygote.py); --kernels fresh: one jail and a fresh kernel per notebook.
+    # kernels="auto": a student with one notebook gains nothing from a zygote (it would import
+    # the libraries once for one kernel, and a few more than that notebook needs): a fresh kernel.
+    if kernels not in ("auto", "forked", "fresh"):
+        raise ValueError(f"kernels: expected 'auto', 'forked' or 'fresh', got {kernels!r}")
+    per_student = Counter(student for student, _ in todo)
+    forked = [key for key in todo if kernels == "forked" or per_student[key[0]] > 1]
+    jails = StudentJails(forked, worker_env(jobs, threads), course_dir / "work") if (
+        mode == SANDBOX and kernels != "fresh" and forked) else None
+    some = len(forked) < len(todo)
+    kernels = (("forked from one zygote per student" + (" with two or more notebooks, else a fresh "
+                "process" if some else "")) if jails else "a fresh process per notebook")
 
     def job(key):
         with lock:
             active.add(key)
         try:
             jail = None
-            if jails is not None:
+            if jails is not None and key[0] in jails.notebooks:
                 try:
                     jail = jails.acquire(key[0])
                 except RuntimeError as exc:   # grade with a fresh kernel rather than not at all
@@ -358,7 +368,7 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
                     "max_scores": {}, "max_score": 0.0, "reasons": [f"grading failed: {exc!r}"],
                     "executed": None, "wall_s": 0.0, "peak_rss_mb": 0, "isolation": mode}
         finally:
-            if jails is not None:
+            if jails is not None and key[0] in jails.notebooks:
                 jails.release(key[0])
             with lock:
                 changed = protected.check()

@@ -17,7 +17,7 @@ private runtime folder, because TCP on 127.0.0.1 does not cross network namespac
 By default (``StudentJail``) one jail holds all of one student's notebooks: a zygote in it
 imports the libraries once and forks a kernel per notebook (kernel_zygote.py), each with its
 own scratch and runtime folder.  The student's notebooks share the jail's home and /tmp; no
-jail is ever shared between students.  ``--fresh-kernels`` starts one jail per notebook.
+jail is ever shared between students.  ``--kernels fresh`` starts one jail per notebook.
 """
 from __future__ import annotations
 

@@ -146,6 +146,22 @@ def test_perfect_student_scores_full_marks(graded, name):
     assert float(row["score"]) == float(row["max_score"]), _explain(res)
 
 
+def test_a_week_runs_in_forked_kernels_and_a_lone_notebook_in_a_fresh_one(graded):
+    from collections import Counter
+
+    from autograde.jail import SANDBOX
+
+    res = graded["results"]
+    if any(r["isolation"] != SANDBOX for r in res.values()):
+        pytest.skip("guard mode here (no bubblewrap): every kernel is fresh")
+    submitted = {key: r for key, r in res.items() if r["status"] != "not submitted"}
+    per_student = Counter(student for student, _ in submitted)
+    for (student, name), r in submitted.items():
+        expected = "forked" if per_student[student] > 1 else "fresh"
+        assert r["kernel"] == expected, (student, name, r["kernel"])
+    assert per_student["perfect"] == len(NOTEBOOKS)
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_blank_student_scores_zero(graded, name):
     row, res = graded["rows"][("blank", name)], graded["results"][("blank", name)]

@@ -140,7 +140,10 @@ def run(tmp_path_factory):
         nbformat.write(_with_answer(blank, code), str(folder / f"{sid}__{NB}.ipynb"))
     nbformat.write(perfect, str(folder / f"zz-innocent__{NB}.ipynb"))
     cmd = [sys.executable, "-m", "autograde", "all", "--course-dir", str(course), "--solutions", str(FIXTURES),
-           "--submissions", str(folder), "--jobs", "1", "--timeout", "300", "--isolation", "sandbox"]
+           "--submissions", str(folder), "--jobs", "1", "--timeout", "300", "--isolation", "sandbox",
+           # each student here has one notebook: fork anyway, so the attacks meet forked kernels
+           # (the default path for a student's week; test_grading_hostile meets fresh ones)
+           "--kernels", "forked"]
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
     print(r.stdout, r.stderr[-4000:])
     assert r.returncode == 0, r.stderr[-4000:]
@@ -154,6 +157,12 @@ def test_the_run_used_the_sandbox_and_says_so(run):
     assert info["isolation"] == SANDBOX
     res = json.loads((run["course"] / "results/zz-innocent" / f"{NB}.json").read_text())
     assert res["isolation"] == SANDBOX
+    # every notebook forked from its student's own zygote (one start per student)
+    assert info["kernels"].startswith("forked"), info
+    assert len(info["zygote_start_s"]) == len(ATTACKS) + 1, info
+    for sid in list(ATTACKS) + ["zz-innocent"]:
+        res = json.loads((run["course"] / f"results/{sid}" / f"{NB}.json").read_text())
+        assert res["kernel"] == "forked", (sid, res)
 
 
 def test_innocent_after_hostile_gets_full_marks(run):
