@@ -163,6 +163,10 @@ def main(argv=None) -> int:
 
     cfg = load_config(a.work)
     cfg.Execute.timeout = int(a.cell_timeout)
+    # Every output is in by the time the last cell replies; a graceful shutdown then spends about
+    # 3 s per notebook while the kernel finalises (measured: the week 113 s -> 93 s forked, 134 s ->
+    # 119 s fresh).  What the kernel leaves running dies with its jail / process group anyway.
+    cfg.Execute.shutdown_kernel = "immediate"
     cfg.GuardedExecute.report_path = str(Path(a.report).resolve())
     cfg.GuardedExecute.trusted_notebook = str((a.work / "source" / "week06" / f"{a.notebook}.ipynb").resolve())
     cfg.GuardedExecute.policy = a.policy
