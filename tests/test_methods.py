@@ -156,6 +156,19 @@ def test_bad_input_gets_clear_errors(profile):
         combine.combine(None, ["a", "b"], [1.0], "cat")
     with pytest.raises(FileNotFoundError, match="not a bottleneck-adapter checkpoint"):
         bottleneck.load_bottleneck(None, "/nonexistent-dir")
+    for points in (0, 4, 1.5):
+        with pytest.raises(ValueError, match=r"points must be an integer from 1 to 3 \(the size of lora's"):
+            registry.learning_rates("lora", profile, points)
+
+
+def test_sweep_keeps_the_top_of_each_grid(profile):
+    for name, method in registry.METHODS.items():
+        grid = registry.learning_rates(name, profile)
+        assert grid == sorted(grid) and len(grid) == len(method.lr_factors), name
+        assert registry.learning_rates(name, profile, 2) == grid[-2:], name
+    # the profile says how many points; too few steps to compare rates (grading sizes) -> one run
+    assert compare.CompareBudget.from_profile(profile.replace(sweep_steps=20)).sweep_points == profile.sweep_points
+    assert compare.CompareBudget.from_profile(profile.replace(sweep_steps=1)).sweep_points == 1
 
 
 def test_quality_falls_back_to_validation_loss_only_when_f1_cannot_rank():

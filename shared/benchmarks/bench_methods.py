@@ -36,7 +36,11 @@ COLUMNS = [("learning_rate", "lr", "{:.1e}"), ("trainable", "trainable", "{:,}")
 
 
 def child(args) -> None:
+    from transformers.utils import logging as hf_logging
+
     from loraweek.methods import compare
+
+    hf_logging.disable_progress_bar()  # one line per method in the parent's log, not a bar per model load
 
     profile = get_profile(args.profile)
     if args.model_dir:

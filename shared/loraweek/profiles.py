@@ -43,6 +43,7 @@ class Profile:
     lora_r: int
     lora_alpha: int
     sweep_steps: int                # steps per run of the small hyper-parameter sweep
+    sweep_points: int               # learning rates per method in Day 3's comparison (the top of its grid)
     eval_every: int
     save_every: int
     gradient_checkpointing: bool
@@ -68,15 +69,15 @@ def hardware_compute_dtype() -> torch.dtype:
 _SIZES = {
     "ci": dict(model_id=CI_MODEL_ID, max_seq_len=320, train_examples=3200, eval_examples=48,
                max_steps=200, batch_size=8, grad_accum=1, learning_rate=5e-3, lora_r=16,
-               lora_alpha=32, sweep_steps=20, eval_every=100, save_every=100,
+               lora_alpha=32, sweep_steps=20, sweep_points=3, eval_every=100, save_every=100,
                gradient_checkpointing=False, max_new_tokens=80, score_examples=200),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
-                  learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, eval_every=50,
+                  learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, sweep_points=2, eval_every=50,
                   save_every=50, gradient_checkpointing=True, max_new_tokens=160, score_examples=400),
     "gpu": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=512, train_examples=3200,
                 eval_examples=400, max_steps=400, batch_size=32, grad_accum=1,
-                learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=60, eval_every=50,
+                learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=60, sweep_points=3, eval_every=50,
                 save_every=50, gradient_checkpointing=False, max_new_tokens=160, score_examples=400),
 }
 

@@ -32,10 +32,10 @@ class CompareBudget:
     def from_profile(cls, profile: Profile) -> "CompareBudget":
         # Nine methods share the notebook's generation budget, so each scores a tenth of it.
         # Comparing learning rates needs a few steps per run: with fewer than 4 (grading
-        # sizes) each method runs once, at its main learning rate.
+        # sizes) each method runs once, at the top of its grid.
         return cls(steps=profile.sweep_steps, score_examples=max(4, profile.score_examples // 10),
                    latency_tokens=max(4, profile.max_new_tokens // 4), latency_repeats=3,
-                   sweep_points=2 if profile.sweep_steps >= 4 else 1)
+                   sweep_points=profile.sweep_points if profile.sweep_steps >= 4 else 1)
 
 
 @dataclass

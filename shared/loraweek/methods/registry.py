@@ -30,18 +30,18 @@ class Method:
 
 
 METHODS = {m.name: m for m in (
-    Method("full", "full fine-tuning: every weight trains", (0.02, 0.1), can_merge=True, peft=False),
-    Method("lora", "LoRA: low-rank update B·A beside each frozen linear", (0.3, 1.0), can_merge=True, peft=True),
-    Method("qlora", "QLoRA: LoRA on a 4-bit NF4 base", (0.3, 1.0), can_merge=False, peft=True,
+    Method("full", "full fine-tuning: every weight trains", (0.02, 0.1, 0.5), can_merge=True, peft=False),
+    Method("lora", "LoRA: low-rank update B·A beside each frozen linear", (0.3, 1.0, 3.0), can_merge=True, peft=True),
+    Method("qlora", "QLoRA: LoRA on a 4-bit NF4 base", (0.3, 1.0, 3.0), can_merge=False, peft=True,
            quantization="nf4"),
-    Method("dora", "DoRA: LoRA direction + a trained magnitude per output", (0.3, 1.0), can_merge=True, peft=True),
-    Method("bottleneck", "Houlsby adapter: small MLP after attention and MLP", (0.3, 1.0), can_merge=False,
+    Method("dora", "DoRA: LoRA direction + a trained magnitude per output", (0.3, 1.0, 3.0), can_merge=True, peft=True),
+    Method("bottleneck", "Houlsby adapter: small MLP after attention and MLP", (0.3, 1.0, 3.0), can_merge=False,
            peft=False),
-    Method("ia3", "IA3: learned scaling of keys, values and MLP activations", (1.0, 5.0), can_merge=True,
+    Method("ia3", "IA3: learned scaling of keys, values and MLP activations", (1.0, 5.0, 25.0), can_merge=True,
            peft=True),
-    Method("prefix", "prefix tuning: learned keys/values at every layer", (1.0, 5.0), can_merge=False, peft=True),
-    Method("prompt", "prompt tuning: learned input embeddings", (1.0, 5.0), can_merge=False, peft=True),
-    Method("hft", "half fine-tuning: a random half of the groups trains per stage", (0.02, 0.1),
+    Method("prefix", "prefix tuning: learned keys/values at every layer", (1.0, 5.0, 25.0), can_merge=False, peft=True),
+    Method("prompt", "prompt tuning: learned input embeddings", (1.0, 5.0, 25.0), can_merge=False, peft=True),
+    Method("hft", "half fine-tuning: a random half of the groups trains per stage", (0.02, 0.1, 0.5),
            can_merge=True, peft=False),
 )}
 
@@ -53,11 +53,16 @@ def get_method(name: str) -> Method:
 
 
 def learning_rates(name: str, profile: Profile, points: int | None = None) -> list[float]:
-    """The swept learning rates; `points` keeps only the method's last (main) ones."""
+    """The swept learning rates, lowest first; `points` keeps the highest `points` of the grid.
+
+    Short runs favour high rates: on the ci model at 20 steps every method's best rate was the
+    top of a two-point grid, so each grid now reaches one factor higher and a profile with the
+    time for it (`Profile.sweep_points`) tries all three."""
     factors = get_method(name).lr_factors
     if points is not None:
-        if points < 1:
-            raise ValueError(f"points must be >= 1, got {points}")
+        if not isinstance(points, int) or not 1 <= points <= len(factors):
+            raise ValueError(f"points must be an integer from 1 to {len(factors)} (the size of {name}'s "
+                             f"learning-rate grid), got {points!r}")
         factors = factors[-points:]
     return [profile.learning_rate * f for f in factors]
 
