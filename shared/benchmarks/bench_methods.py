@@ -4,12 +4,22 @@ child process per method (so each peak-memory figure starts from a clean process
     python shared/benchmarks/bench_methods.py --profile ci                  # all nine methods
     python shared/benchmarks/bench_methods.py --profile ci --methods lora full --steps 10
     python shared/benchmarks/bench_methods.py --model-config qwen2.5-0.5b    # on a GPU
+    # does each method's training fit a T4? the colab profile's sizes on the real model shape
+    python shared/benchmarks/make_qwen_folder.py build/qwen-0.5b-shape
+    python shared/benchmarks/bench_methods.py --profile colab --model build/qwen-0.5b-shape --memory-only
 
 Each child runs `loraweek.methods.compare.sweep_method` (the method's learning-rate sweep,
 best run kept on validation loss) and `compare.measure` (checkpoint, counted memory,
 task metric, latency merged / unmerged), exactly what the notebook calls, and writes its
 row as JSON; the parent prints the rows side by side.  Timings on a shared machine are
 noisy: compare rows of the same run only.
+
+`--memory-only` skips the sweep, the scoring and the latency: each child trains its method
+for `--steps` (default 2, enough for Adam's states to exist during a backward pass) at the
+profile's batch, sequence length and gradient checkpointing, and reports the peak memory of
+that run (model included) against a T4's 15 GiB.  On a GPU that is the allocator's peak; on a
+CPU it is the resident set size the run added, which counts the same tensors but not CUDA's
+context (~0.3-0.5 GB) or allocator fragmentation.
 """
 from __future__ import annotations
 
@@ -49,6 +59,8 @@ def child(args) -> None:
     if args.steps:
         budget = compare.CompareBudget(args.steps, budget.score_examples, budget.latency_tokens, budget.latency_repeats,
                                        budget.sweep_points)
+    if args.memory_only:
+        return memory_child(args, profile)
     data = compare.load_data(profile, budget)
     out = Path(args.work) / args.child
     best, sweep = compare.sweep_method(args.child, profile, data, out, budget.steps, args.seed,
@@ -59,6 +71,56 @@ def child(args) -> None:
     row["sweep"] = {f"{lr:.1e}": loss for lr, loss in sweep.items()}
     row["memory_kind"] = result.memory_kind
     Path(args.json_out).write_text(json.dumps(row))
+
+
+MB = 2 ** 20
+T4_USABLE_MIB = 15 * 1024  # a T4's 16 GB card leaves about 15 GiB to PyTorch
+
+
+def memory_child(args, profile) -> None:
+    """Train one method for a few steps at the profile's sizes; write what the run held at its peak."""
+    import psutil
+    import torch
+
+    from loraweek.memory import PeakMemory
+    from loraweek.methods import compare, registry
+
+    import loraweek.training  # noqa: F401  (the Trainer's imports are not the method's memory)
+    import peft  # noqa: F401
+
+    profile = profile.replace(eval_examples=profile.batch_size)  # one evaluation batch: training decides the fit
+    budget = compare.CompareBudget.from_profile(profile)
+    data = compare.load_data(profile, budget)
+    rss_before = psutil.Process().memory_info().rss / MB  # libraries and data loaded, no model yet
+    steps = args.steps or 2
+    lr = registry.learning_rates(args.child, profile, 1)[0]
+    with PeakMemory() as mem:
+        run = compare.train_method(args.child, profile, data, Path(args.work) / args.child, learning_rate=lr,
+                                   steps=steps)
+    model = run.model
+    trainable = registry.trainable_parameters(args.child, model)
+    on_gpu = torch.cuda.is_available()
+    row = {"trainable": trainable,
+           "weights_mb": sum(p.numel() * p.element_size() for p in model.parameters()) / MB,
+           "states_mb": trainable * 12 / MB,  # fp32 gradient + Adam's two moments per trained parameter
+           "peak_mb": mem.peak_mb if on_gpu else mem.peak_mb - rss_before,
+           "memory_kind": mem.kind if on_gpu else "CPU RSS added",
+           "s_per_step": run.report.train_s / max(run.report.steps, 1), "tokens_per_s": run.report.tokens_per_s,
+           "batch": f"{profile.batch_size} x {profile.grad_accum} accumulation, max {profile.max_seq_len} tokens, "
+                    f"checkpointing {'on' if profile.gradient_checkpointing else 'off'}",
+           "dtype": str(registry.training_profile(args.child, profile).compute_dtype).replace("torch.", "")}
+    Path(args.json_out).write_text(json.dumps(row))
+
+
+def print_memory_table(rows: dict) -> None:
+    print("| method | trainable | dtype | weights MB | grads + Adam MB | peak MB | fits a T4 (15 GiB)? | s/step |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m, r in rows.items():
+        fits = "yes" if r["peak_mb"] <= T4_USABLE_MIB else "no"
+        print(f"| {m} | {r['trainable']:,} | {r['dtype']} | {r['weights_mb']:,.0f} | {r['states_mb']:,.0f} | "
+              f"{r['peak_mb']:,.0f} | {fits} | {r['s_per_step']:.1f} |")
+    first = next(iter(rows.values()))
+    print(f"\npeak MB: {first['memory_kind']} during the run, model included; batch {first['batch']}")
 
 
 def print_table(rows: dict) -> None:
@@ -78,11 +140,15 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default=None, help="ci / colab / gpu (default: from the hardware)")
     p.add_argument("--methods", nargs="+", default=list(registry.METHODS), help="default: all nine")
-    p.add_argument("--steps", type=int, default=None, help="steps per run (default: the profile's sweep_steps)")
+    p.add_argument("--steps", type=int, default=None, help="steps per run (default: the profile's sweep_steps; 2 with --memory-only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-config", choices=["qwen2.5-0.5b"], default=None,
                    help="a randomly initialised model of this shape instead of the profile's model")
     p.add_argument("--full-vocab", action="store_true", help="with --model-config: keep the 151,936-token embedding")
+    p.add_argument("--model", default=None, help="a model folder instead of the profile's model "
+                                                 "(e.g. from make_qwen_folder.py: the real shape and tokenizer)")
+    p.add_argument("--memory-only", action="store_true",
+                   help="only train each method for --steps (default 2) at the profile's sizes and report its peak memory")
     p.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -92,15 +158,19 @@ def main(argv=None) -> None:
         return child(args)
     for m in args.methods:
         registry.get_method(m)  # an unknown name fails here, before any training
+    if args.model and args.model_config:
+        p.error("--model and --model-config both name the model: give one")
+    if args.model and not (Path(args.model) / "config.json").is_file():
+        p.error(f"--model {args.model}: no config.json there (build one with make_qwen_folder.py)")
 
     from loraweek.env import print_environment
 
     profile = get_profile(args.profile)
-    print_environment(profile)
+    print_environment(profile.replace(model_id=args.model) if args.model else profile)
     with tempfile.TemporaryDirectory(prefix="bench-methods-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        model_dir = None
+        model_dir = Path(args.model).resolve() if args.model else None
         if args.model_config:
             from bench_batching import build_shaped_model
 
@@ -111,10 +181,13 @@ def main(argv=None) -> None:
             cmd = [sys.executable, str(HERE), "--child", method, "--seed", str(args.seed), "--work", str(work),
                    "--json-out", str(out), "--profile", profile.name]
             cmd += (["--model-dir", str(model_dir)] if model_dir else []) + (["--steps", str(args.steps)] if args.steps else [])
+            cmd += ["--memory-only"] if args.memory_only else []
             print(f"--- {method}", flush=True)
             subprocess.run(cmd, check=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
             rows[method] = json.loads(out.read_text())
     print()
+    if args.memory_only:
+        return print_memory_table(rows)
     print_table(rows)
     kind = next(iter(rows.values()))["memory_kind"]
     print(f"\npeak MB: {kind} of the method's own process (its sweep included); counted MB: weights + fp32 "
