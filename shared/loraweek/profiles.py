@@ -69,7 +69,7 @@ def hardware_compute_dtype() -> torch.dtype:
 _SIZES = {
     "ci": dict(model_id=CI_MODEL_ID, max_seq_len=320, train_examples=3200, eval_examples=48,
                max_steps=200, batch_size=8, grad_accum=1, learning_rate=5e-3, lora_r=16,
-               lora_alpha=32, sweep_steps=20, sweep_points=3, eval_every=100, save_every=100,
+               lora_alpha=32, sweep_steps=40, sweep_points=3, eval_every=100, save_every=100,
                gradient_checkpointing=False, max_new_tokens=80, score_examples=200),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,

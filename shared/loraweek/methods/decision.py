@@ -32,8 +32,8 @@ def quality_measure(results) -> tuple[str, dict]:
     reference answer's mean per-token probability on validation, exp(-validation loss).
 
     A criterion equal for every candidate cannot rank them (min-max scaling gives everyone 1).
-    At a short budget (the ci profile's 20 steps) no method writes valid JSON yet and every F1
-    is 0, while the validation loss already separates them."""
+    At a very short budget (grading sizes; 20 steps on the ci model) no method writes valid JSON
+    yet and every F1 is 0, while the validation loss already separates them."""
     import math
 
     f1 = {r.method: r.intent_f1 for r in results}
