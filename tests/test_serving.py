@@ -250,10 +250,16 @@ def test_concurrent_clients_get_their_own_answers(server, client):
 
 
 def test_queue_full_gives_503_with_retry_after(server):
-    body = {"model": MODEL, "max_tokens": 24, "min_tokens": 24, "messages": [{"role": "user", "content": MESSAGES[0]}]}
+    # 8 running + 16 waiting hold 24 requests. Each answer is long (128 tokens, about a second a
+    # batch on the ci model) and every thread posts at the same moment, so the 48 arrive while the
+    # first 24 still hold their places, however fast this machine drains a batch.
+    body = {"model": MODEL, "max_tokens": 128, "min_tokens": 128, "messages": [{"role": "user", "content": MESSAGES[0]}]}
+    start = threading.Barrier(48)
 
     def post(_):
-        r = httpx.post(server.base_url + "/v1/chat/completions", json=body, headers=server.headers(), timeout=120)
+        with httpx.Client(base_url=server.base_url, headers=server.headers(), timeout=120) as h:
+            start.wait()
+            r = h.post("/v1/chat/completions", json=body)
         return r.status_code, r.headers.get("retry-after"), r.json()
 
     with ThreadPoolExecutor(48) as pool:
