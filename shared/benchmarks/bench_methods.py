@@ -55,12 +55,12 @@ def child(args) -> None:
     profile = get_profile(args.profile)
     if args.model_dir:
         profile = profile.replace(model_id=args.model_dir)
+    if args.memory_only:
+        return memory_child(args, profile)
     budget = compare.CompareBudget.from_profile(profile)
     if args.steps:
         budget = compare.CompareBudget(args.steps, budget.score_examples, budget.latency_tokens, budget.latency_repeats,
                                        budget.sweep_points)
-    if args.memory_only:
-        return memory_child(args, profile)
     data = compare.load_data(profile, budget)
     out = Path(args.work) / args.child
     best, sweep = compare.sweep_method(args.child, profile, data, out, budget.steps, args.seed,
@@ -74,12 +74,10 @@ def child(args) -> None:
 
 
 MB = 2 ** 20
-T4_USABLE_MIB = 15 * 1024  # a T4's 16 GB card leaves about 15 GiB to PyTorch
 
 
 def memory_child(args, profile) -> None:
     """Train one method for a few steps at the profile's sizes; write what the run held at its peak."""
-    import psutil
     import torch
 
     from loraweek.memory import PeakMemory
@@ -90,8 +88,7 @@ def memory_child(args, profile) -> None:
 
     profile = profile.replace(eval_examples=profile.batch_size)  # one evaluation batch: training decides the fit
     budget = compare.CompareBudget.from_profile(profile)
-    data = compare.load_data(profile, budget)
-    rss_before = psutil.Process().memory_info().rss / MB  # libraries and data loaded, no model yet
+    data = compare.load_data(profile, budget)  # libraries and data loaded before the measured run
     steps = args.steps or 2
     lr = registry.learning_rates(args.child, profile, 1)[0]
     with PeakMemory() as mem:
@@ -103,7 +100,7 @@ def memory_child(args, profile) -> None:
     row = {"trainable": trainable,
            "weights_mb": sum(p.numel() * p.element_size() for p in model.parameters()) / MB,
            "states_mb": trainable * 12 / MB,  # fp32 gradient + Adam's two moments per trained parameter
-           "peak_mb": mem.peak_mb if on_gpu else mem.peak_mb - rss_before,
+           "peak_mb": mem.peak_mb if on_gpu else mem.added_mb,  # CPU: RSS the run added, model included
            "memory_kind": mem.kind if on_gpu else "CPU RSS added",
            "s_per_step": run.report.train_s / max(run.report.steps, 1), "tokens_per_s": run.report.tokens_per_s,
            "batch": f"{profile.batch_size} x {profile.grad_accum} accumulation, max {profile.max_seq_len} tokens, "
@@ -113,10 +110,12 @@ def memory_child(args, profile) -> None:
 
 
 def print_memory_table(rows: dict) -> None:
+    from bench_batching import T4_MB
+
     print("| method | trainable | dtype | weights MB | grads + Adam MB | peak MB | fits a T4 (15 GiB)? | s/step |")
     print("|---|---|---|---|---|---|---|---|")
     for m, r in rows.items():
-        fits = "yes" if r["peak_mb"] <= T4_USABLE_MIB else "no"
+        fits = "yes" if r["peak_mb"] <= T4_MB else "no"
         print(f"| {m} | {r['trainable']:,} | {r['dtype']} | {r['weights_mb']:,.0f} | {r['states_mb']:,.0f} | "
               f"{r['peak_mb']:,.0f} | {fits} | {r['s_per_step']:.1f} |")
     first = next(iter(rows.values()))
