@@ -31,6 +31,7 @@ import threading
 import time
 import warnings
 from collections import Counter
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from .integrity import check_submission, graded_cells, sanitize, score_notebook,
 from .fsguard import watched
 from .jail import GUARD, KERNEL_PID_FILE, SANDBOX, StudentJails, probe
 from .leaks import instructor_lines, redact
+from .limits import (HOME_MB, MAX_PROCESSES, TMP_MB, CappedFolder, Cgroup, Limits, describe_bounds,
+                     describe_mb)
 from .sandbox import run_bounded, worker_env
 
 log = logging.getLogger("autograde.grade")
@@ -125,10 +128,13 @@ def audit_policy(course_dir: Path, scratch: Path) -> dict:
 
 def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeout: float,
               cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1,
-              isolation: str = GUARD, jail=None) -> dict:
+              isolation: str = GUARD, jail=None, limits: Limits | None = None,
+              interrupt_grace: float = 10.0) -> dict:
     """Grade one submitted notebook.  `jail`: the student's `StudentJail` (sandbox mode with
     forked kernels); its kernel then forks from the student's zygote and works in the jail's
-    scratch folder for this notebook."""
+    scratch folder for this notebook.  `limits`: processes, /tmp and home caps (memory_mb wins
+    over limits.memory_mb)."""
+    limits = replace(limits or Limits(), memory_mb=memory_mb)
     release_nb = course_dir / "release" / ASSIGNMENT / f"{nb_name}.ipynb"
     source_nb = nbformat.read(str(course_dir / "source" / ASSIGNMENT / f"{nb_name}.ipynb"), as_version=4)
     points = test_cells(source_nb)
@@ -158,17 +164,28 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     # In the sandbox the kernel works in nbgrader's own autograded folder (the only part of the
     # course it can see); without one, in a scratch folder away from the course's files.
     temp = Path(tempfile.mkdtemp(prefix="lwg-"))
-    home, runtime = temp / "home", Path(tempfile.mkdtemp(prefix="lwk-"))
+    runtime = Path(tempfile.mkdtemp(prefix="lwk-"))
     scratch = work / "autograded" / student / ASSIGNMENT if isolation == SANDBOX else temp / "scratch"
     if jail is not None:   # the student's jail has this notebook's folders already (bound at its start)
         scratch, runtime = jail.scratch(nb_name), jail.runtime(nb_name)
+        home_folder, tmp_folder = jail.home_folder, jail.tmp_folder
+    else:                  # this notebook's own home and /tmp, size-capped tmpfs where we may mount
+        home_folder = CappedFolder.create(temp / "home", limits.home_mb)
+        tmp_folder = CappedFolder.create(temp / "tmp", limits.tmp_mb)
+    folders = {"/tmp": tmp_folder, "the home folder": home_folder}
+    used_before = {name: f.used_mb() for name, f in folders.items()}
+    capped = home_folder.capped and tmp_folder.capped
     scratch.mkdir(parents=True, exist_ok=True)
-    home.mkdir()
+    # memory (RSS + tmpfs pages) and processes of the worker, the kernel and all they start
+    cgroup = Cgroup.create(f"{student}-{nb_name}", limits.memory_mb, limits.max_processes,
+                           parent=jail.cgroup if jail is not None else None)
     cmd = [sys.executable, "-m", "autograde.sandbox", "--work", str(work), "--student", student,
            "--notebook", nb_name, "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb),
            "--report", str(report), "--isolation", "sandbox" if isolation == SANDBOX else "guard",
-           "--scratch", str(scratch), "--home", str(home),
-           "--policy", json.dumps(audit_policy(course_dir, scratch))]
+           "--scratch", str(scratch), "--home", str(home_folder.path), "--tmp", str(tmp_folder.path),
+           "--tmp-mb", str(limits.tmp_mb), "--home-mb", str(limits.home_mb),
+           "--interrupt-grace", str(interrupt_grace),
+           "--policy", json.dumps(audit_policy(course_dir, scratch))] + (["--folders-capped"] if capped else [])
     if jail is not None:
         cmd += ["--zygote-socket", jail.socket]
     env = worker_env(jobs, threads, runtime)
@@ -179,15 +196,26 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
         env.setdefault("LORAWEEK_CACHE", str(cache_root()))
         if (Path.home() / ".cache" / "huggingface").is_dir():
             env.setdefault("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
-        env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".config" / "matplotlib"))
+        home = home_folder.path
+        env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".config" / "matplotlib"),
+                   TMPDIR=str(tmp_folder.path))   # /tmp itself is the host's here: see README
     try:
-        out = run_bounded(cmd, work, env, course_dir / "work" / f"{student}__{nb_name}.log",
-                          timeout, memory_mb, adopt=runtime / KERNEL_PID_FILE if jail is not None else None)
+        out = run_bounded(cgroup.wrap(cmd, sys.executable), work, env,
+                          course_dir / "work" / f"{student}__{nb_name}.log", timeout, memory_mb,
+                          adopt=runtime / KERNEL_PID_FILE if jail is not None else None, cgroup=cgroup)
+        full = [name for name, f in folders.items() if f.full() and f.used_mb() > used_before[name]]
     finally:
+        cgroup.remove()
+        if jail is None:
+            home_folder.release()
+            tmp_folder.release()
         shutil.rmtree(temp, ignore_errors=True)
         if jail is None:
             shutil.rmtree(runtime, ignore_errors=True)
-    result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb), cpu_s=round(out.cpu_s, 1))
+    result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb), cpu_s=round(out.cpu_s, 1),
+                  bounded_by=out.bounded_by if out.bounded_by != "watchdog" else f"RSS watchdog ({cgroup.why})",
+                  peak_memory_mb=round(out.peak_memory_mb),
+                  peak_processes=out.peak_processes)
     executed = work / "autograded" / student / ASSIGNMENT / f"{nb_name}.ipynb"
     guard = {}
     if report.exists():
@@ -197,11 +225,17 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
             guard = {"findings": ["guard report unreadable"]}
     findings = guard.get("findings", [])
     reasons += findings
+    # which bound was hit, said in the row (the kernel's counters, not guesses)
+    limit_hit = [f"out of memory: {name} reached its {describe_mb(folders[name].cap_mb)} cap" for name in full]
+    if out.pids_refused:
+        limit_hit.append(f"too many processes: the notebook reached its cap of {limits.max_processes} "
+                         f"processes and threads (pids.max refused {out.pids_refused} fork(s); what it "
+                         "forked was stopped)")
     nb = None
     if out.timed_out:
         status = TIMED_OUT
         reasons.append(f"the notebook ran longer than {timeout:g} s and was stopped")
-    elif out.out_of_memory:
+    elif out.out_of_memory and not out.oom_kills:   # the RSS watchdog (no cgroup) killed the tree
         status = OUT_OF_MEMORY
         reasons.append(f"the notebook used more than {memory_mb} MiB and was stopped")
     elif out.returncode != 0 or not executed.exists():
@@ -221,12 +255,36 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
         result["scores"] = s["scores"]
         reasons += s["notes"]
         status = GRADED
-        if s["timed_out"]:
+        if guard.get("stuck_at"):
             status = TIMED_OUT
-            reasons.append(f"a cell ran longer than {cell_timeout:g} s and was interrupted")
+            reasons.append(f"{guard['stuck_at']} ran longer than {cell_timeout:g} s and ignored the interrupt: "
+                           "the kernel was stopped there; the tests above it kept their points, the "
+                           "cells below it were not run")
+        elif s["timed_out"]:
+            status = TIMED_OUT
+            reasons.append(f"{', '.join(s['timed_out_cells'])}: ran longer than {cell_timeout:g} s and "
+                           "was interrupted")
         elif s["out_of_memory"]:
             status = OUT_OF_MEMORY
             reasons.append(f"a cell ran out of memory (bound {memory_mb} MiB)")
+        elif limit_hit:
+            status = OUT_OF_MEMORY
+        elif s["full_disk_cells"]:   # no capped mount to look at: the refused write says it
+            status = OUT_OF_MEMORY
+            reasons.append(f"out of memory: {', '.join(s['full_disk_cells'])}: a write was refused (no space "
+                           f"left): /tmp, /dev/shm or the home reached its cap ({describe_mb(limits.tmp_mb)}, "
+                           f"{describe_mb(limits.home_mb)})")
+    if out.oom_kills:   # the cgroup's OOM killer ended a process: say so, not "crashed"
+        oom = (f"out of memory: the notebook's processes and in-memory files (/tmp, home, /dev/shm) "
+               f"passed {memory_mb} MiB and the kernel's OOM killer stopped {out.oom_kills} process(es) "
+               f"({out.bounded_by})")
+        if status == CRASHED:
+            reasons[-1] = oom
+        else:
+            reasons.append(oom)
+        if status in (CRASHED, GRADED):
+            status = OUT_OF_MEMORY
+    reasons += limit_hit
     if chk.problems or findings:
         status = TAMPERED
     result["status"] = status
@@ -308,8 +366,10 @@ def choose_isolation(isolation: str) -> tuple[str, str]:
 
 def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: float = 300,
         memory_mb: int = 6144, students=None, keep_work: bool = False, threads: int = 1,
-        isolation: str = "auto", kernels: str = "auto") -> int:
+        isolation: str = "auto", kernels: str = "auto", max_processes: int = MAX_PROCESSES,
+        tmp_mb: int = TMP_MB, home_mb: int = HOME_MB, interrupt_grace: float = 10.0) -> int:
     course_dir = Path(course_dir).resolve()
+    limits = Limits(memory_mb=memory_mb, max_processes=max_processes, tmp_mb=tmp_mb, home_mb=home_mb)
     cell_timeout = min(cell_timeout, timeout)
     todo, missing = submissions(course_dir, students)
     if not todo and not missing:
@@ -324,6 +384,8 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
         print(str(exc), file=sys.stderr)
         return 2
     print(f"grade: isolation: {mode} ({why}); shared caches ready in {cache_s:.0f} s", flush=True)
+    bounds = describe_bounds(limits, sandboxed=mode == SANDBOX)
+    print("grade: bounds: " + "; ".join(f"{k}: {v}" for k, v in bounds.items()), flush=True)
     # What a submission could change -- the grading folder, the package, the model cache,
     # start-up files -- is compared after every notebook and put back.  The repo is only
     # watched (colleagues may legitimately edit solutions/ while a class is being graded).
@@ -343,7 +405,9 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
         raise ValueError(f"kernels: expected 'auto', 'forked' or 'fresh', got {kernels!r}")
     per_student = Counter(student for student, _ in todo)
     forked = [key for key in todo if kernels == "forked" or per_student[key[0]] > 1]
-    jails = StudentJails(forked, worker_env(jobs, threads), course_dir / "work") if (
+    # a student's jail holds the zygote and up to `jobs` of the student's kernels at once
+    jail_limits = replace(limits, max_processes=limits.max_processes * max(1, jobs) + 256)
+    jails = StudentJails(forked, worker_env(jobs, threads), course_dir / "work", jail_limits) if (
         mode == SANDBOX and kernels != "fresh" and forked) else None
     some = len(forked) < len(todo)
     kernels = (("forked from one zygote per student" + (" with two or more notebooks, else a fresh "
@@ -361,7 +425,7 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
                     log.warning("%s; this notebook gets a fresh kernel", exc)
             return grade_one(course_dir, *key, jobs=jobs, timeout=timeout, cell_timeout=cell_timeout,
                              memory_mb=memory_mb, keep_work=keep_work, threads=threads,
-                             isolation=mode, jail=jail)
+                             isolation=mode, jail=jail, limits=limits, interrupt_grace=interrupt_grace)
         except Exception as exc:  # a bug or an unexpected file: the row still exists
             log.exception("grading %s failed", key)
             return {"student": key[0], "notebook": key[1], "status": CRASHED, "scores": {},
@@ -429,7 +493,7 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
                   f"writing into the repo: check `git status`)", file=sys.stderr)
     n_bad = sum(r["status"] not in (GRADED, MISSING) for r in results.values())
     (course_dir / "grading_run.json").write_text(json.dumps({
-        "isolation": mode, "why": why, "kernels": kernels,
+        "isolation": mode, "why": why, "kernels": kernels, "bounds": bounds,
         "zygote_start_s": jails.start_s if jails else [], "jobs": jobs, "threads": threads, "notebooks": len(todo),
         "wall_s": round(time.monotonic() - t0, 1), "cache_s": round(cache_s, 1),
         "not_cleanly_graded": n_bad}, indent=1))

@@ -26,8 +26,15 @@ import json
 import re
 
 from nbclient.util import run_sync
+from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import List, Unicode
+from traitlets import Float, List, Unicode
+
+STUCK_ENAME = "CellTimeoutError"   # what integrity.score_notebook counts as a timed-out cell
+
+
+class StuckKernel(Exception):
+    """The kernel did not answer a cell-timeout interrupt (e.g. SIGINT ignored by the student)."""
 
 KERNEL_CODE = r'''
 def _lw_make_audit():
@@ -353,11 +360,14 @@ class GuardedExecute(Execute):
     report_path = Unicode("", help="where to write the guard's findings (JSON)").tag(config=True)
     policy = Unicode("{}", help="JSON: scratch / secret / protected / cache paths for the audit hook").tag(config=True)
     kernel_cwd = Unicode("", help="the kernel's working folder (a scratch folder away from the course)").tag(config=True)
+    interrupt_grace = Float(10.0, help="seconds a timed-out cell has to answer the interrupt before "
+                                       "the kernel is stopped and the rest of the notebook is not run").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         import secrets
         self._token = secrets.token_hex(8)
         self._installed = False
+        self._stuck_at = None   # the cell where the kernel stopped answering, once it has
         self.findings = []
         self._trusted = set(s.strip() for s in self.trusted_sources)
         self._answer_names = set()  # names the exercises define: the student's to (re)define
@@ -392,7 +402,8 @@ class GuardedExecute(Execute):
                 meta["path"] = old_path
             if self.report_path:
                 with open(self.report_path, "w") as f:
-                    json.dump({"findings": self.findings, "guard_installed": self._installed}, f)
+                    json.dump({"findings": self.findings, "guard_installed": self._installed,
+                               "stuck_at": self._stuck_at}, f)
 
     async def _guard(self, expression: str):
         msg_id = self.kc.execute("", silent=True, store_history=False,
@@ -414,7 +425,48 @@ class GuardedExecute(Execute):
             self.log.warning("guard: %s", reply and {k: reply["content"].get(k) for k in ("ename", "evalue")})
         return ok
 
+    async def _async_handle_timeout(self, timeout, cell=None):
+        """nbclient interrupts a timed-out cell and goes on with the next one; a kernel that ignores
+        SIGINT would then stay busy, and every later cell (and the whole notebook) would time out
+        behind it, losing the points already earned.  So: interrupt, give the kernel
+        `interrupt_grace` seconds to answer the interrupted request, else raise StuckKernel."""
+        from queue import Empty
+
+        reply = await super()._async_handle_timeout(timeout, cell)
+        try:   # the only request in flight is the interrupted one: its reply is the next message
+            await self.kc.shell_channel.get_msg(timeout=self.interrupt_grace)
+        except Empty:
+            raise StuckKernel(f"no answer {self.interrupt_grace:g} s after the interrupt") from None
+        return reply
+
+    async def _stop_stuck_kernel(self, cell, cell_index):
+        """Grade what ran: the stuck cell gets a timeout error, the kernel is killed (with
+        everything it started), and the cells below it are left unexecuted (they score 0)."""
+        where = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {cell_index + 1}"
+        self._stuck_at = where
+        msg = (f"{where} ran longer than {self.timeout} s and did not stop when interrupted: the "
+               "kernel was stopped there, and the cells below it were not run")
+        cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") != "error"] + [
+            NotebookNode(output_type="error", ename=STUCK_ENAME, evalue=msg, traceback=[msg])]
+        if cell.get("execution_count") is None:
+            cell.execution_count = (self.code_cells_executed or 1)
+        try:
+            await self.km.shutdown_kernel(now=True)
+        except Exception as exc:  # already dead: nothing more to stop
+            self.log.warning("stopping the stuck kernel: %s", exc)
+        return cell
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if self._stuck_at is not None:   # the kernel was stopped above: nothing runs any more
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+            return cell
+        try:
+            return await self._guarded_execute_cell(cell, cell_index, execution_count, store_history)
+        except StuckKernel:
+            return await self._stop_stuck_kernel(cell, cell_index)
+
+    async def _guarded_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         fn = f"_lw_guard_{self._token}"

@@ -29,12 +29,19 @@ from functools import lru_cache
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import List, Unicode
+from traitlets import Bool, Integer, List, Unicode
+
+from .limits import HOME_MB, TMP_MB, CappedFolder, Cgroup, Limits
 
 SANDBOX = "sandbox (bubblewrap)"
 GUARD = "guard (no sandbox: fingerprint and restore)"
 # read-only caches a notebook may load from, when they exist (all under the real home)
-IGNORE_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+# bwrap starts with SIGINT ignored (see bwrap_argv) and with the kernel, not the grading worker
+# beside it in the notebook's cgroup, first in line for the OOM killer
+IGNORE_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                 "try: open('/proc/self/oom_score_adj', 'w').write('500')\n"
+                 "except OSError: pass\n"
+                 "os.execv(sys.argv[1], sys.argv[1:])")
 HOME_CACHES = (".cache/huggingface", ".cache/torch", ".cache/ms-playwright", ".cache/loraweek")
 CACHE_ENV = ("HF_HOME", "HF_DATASETS_CACHE", "TORCH_HOME", "NLTK_DATA", "PLAYWRIGHT_BROWSERS_PATH")
 
@@ -69,8 +76,14 @@ def readonly_paths() -> list[str]:
     return out
 
 
-def bwrap_argv(scratch: Path, runtime: Path, home: Path) -> list[str]:
-    """The bubblewrap command line that precedes the kernel's own command."""
+def bwrap_argv(scratch: Path, runtime: Path, home: Path, tmp: Path | None = None,
+               folders_capped: bool = False, tmp_mb: int = TMP_MB, home_mb: int = HOME_MB) -> list[str]:
+    """The bubblewrap command line that precedes the kernel's own command.
+
+    `home` and `tmp` are host folders bound as the jail's home and /tmp when `folders_capped`
+    (size-capped tmpfs mounts made by the grader, limits.CappedFolder: the grader can see how
+    full they are).  Otherwise both are tmpfs mounts that bwrap makes inside the jail with
+    ``--size`` (capped all the same; the host folder `home` is then unused)."""
     exe = shutil.which("bwrap")
     if not exe:
         raise RuntimeError("bwrap not found (apt-get install bubblewrap)")
@@ -84,11 +97,15 @@ def bwrap_argv(scratch: Path, runtime: Path, home: Path) -> list[str]:
             a += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             a += ["--ro-bind", d, d]
-    a += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
-          "--tmpfs", "/tmp"]
+    # /dev/shm is RAM too (torch's shared tensors, multiprocessing): capped like /tmp
+    a += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+          "--size", str(tmp_mb * 2**20), "--tmpfs", "/dev/shm"]
+    a += ["--bind", str(tmp), "/tmp"] if folders_capped and tmp is not None else \
+         ["--size", str(tmp_mb * 2**20), "--tmpfs", "/tmp"]
     real_home = str(Path.home())
     # the private home first: read-only paths under the real home (pyenv, caches) go on top
-    a += ["--bind", str(home), real_home]
+    a += ["--bind", str(home), real_home] if folders_capped else \
+         ["--size", str(home_mb * 2**20), "--tmpfs", real_home]
     for p in readonly_paths():
         a += ["--ro-bind", p, p]
     a += ["--bind", str(runtime), str(runtime), "--bind", str(scratch), str(scratch),
@@ -128,6 +145,11 @@ class JailedKernelManager(AsyncKernelManager):
 
     scratch = Unicode("", help="the kernel's working folder, writable").tag(config=True)
     home = Unicode("", help="host folder mounted as the kernel's private home").tag(config=True)
+    tmp = Unicode("", help="host folder mounted as the kernel's /tmp").tag(config=True)
+    folders_capped = Bool(False, help="home and tmp are size-capped tmpfs mounts (else bwrap makes "
+                                      "capped ones inside the jail)").tag(config=True)
+    tmp_mb = Integer(TMP_MB, help="size cap of /tmp and /dev/shm, MiB").tag(config=True)
+    home_mb = Integer(HOME_MB, help="size cap of the home folder, MiB").tag(config=True)
     extra_prefix = List(Unicode(), help="extra arguments (tests)").tag(config=True)
     zygote_socket = Unicode("", help="fork the kernel from this student's zygote (kernel_zygote.py), "
                                      "already inside its jail, instead of starting a jailed one").tag(config=True)
@@ -153,7 +175,8 @@ class JailedKernelManager(AsyncKernelManager):
         if self.zygote_socket:
             return [sys.executable, "-I", "-S", str(ZYGOTE_FILE), "launch", self.zygote_socket,
                     str(runtime / KERNEL_PID_FILE), "--"] + cmd
-        return bwrap_argv(Path(self.scratch), runtime, Path(self.home)) + cmd
+        return bwrap_argv(Path(self.scratch), runtime, Path(self.home), Path(self.tmp) if self.tmp else None,
+                          self.folders_capped, self.tmp_mb, self.home_mb) + cmd
 
 
 # ---- forked kernels (kernel_zygote.py) -----------------------------------------------------
@@ -171,19 +194,30 @@ class StudentJail:
     """One student's bubblewrap jail with a zygote in it: private home, /tmp, a scratch folder
     and a runtime folder per notebook; started on first use, thrown away after the last."""
 
-    def __init__(self, student: str, notebooks, env: dict, log_path: Path, preload=ZYGOTE_PRELOAD):
+    def __init__(self, student: str, notebooks, env: dict, log_path: Path, preload=ZYGOTE_PRELOAD,
+                 limits: Limits | None = None):
         import tempfile
 
         self.student, self.env, self.log_path, self.preload = student, env, log_path, tuple(preload)
+        self.limits = limits or Limits()
         self.start_s: list[float] = []   # how long each start of the zygote took (its imports)
         self.root = Path(tempfile.mkdtemp(prefix="lwz-"))
         self.home, self.scratch_root, self.runtime_root = (self.root / n for n in ("home", "scratch", "run"))
         for nb in notebooks:
             (self.scratch_root / nb).mkdir(parents=True)
             (self.runtime_root / nb).mkdir(parents=True)
-        self.home.mkdir()
+        # the jail's home and /tmp: size-capped tmpfs mounts shared by the student's notebooks
+        self.home_folder = CappedFolder.create(self.home, self.limits.home_mb)
+        self.tmp_folder = CappedFolder.create(self.root / "tmp", self.limits.tmp_mb)
+        # everything the student's jail makes (zygote, kernels, tmpfs pages) within one bound;
+        # each notebook gets a child group with the same bound (grade.grade_one)
+        self.cgroup = Cgroup.create(f"student-{student}", self.limits.memory_mb, self.limits.max_processes)
         self.socket = str(self.runtime_root / "zygote.sock")
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def folders_capped(self) -> bool:
+        return self.home_folder.capped and self.tmp_folder.capped
 
     def scratch(self, notebook: str) -> Path:
         return self.scratch_root / notebook
@@ -199,8 +233,10 @@ class StudentJail:
         self.stop(remove=False)
         if os.path.exists(self.socket):
             os.unlink(self.socket)
-        cmd = bwrap_argv(self.scratch_root, self.runtime_root, self.home) + [
-            sys.executable, "-c", ZYGOTE_FILE.read_text(), "serve", self.socket, *self.preload]
+        cmd = self.cgroup.wrap(bwrap_argv(
+            self.scratch_root, self.runtime_root, self.home, self.tmp_folder.path, self.folders_capped,
+            self.limits.tmp_mb, self.limits.home_mb) + [
+            sys.executable, "-c", ZYGOTE_FILE.read_text(), "serve", self.socket, *self.preload], sys.executable)
         import time
 
         t0 = time.monotonic()
@@ -227,14 +263,19 @@ class StudentJail:
             self.proc.wait()
             self.proc = None
         if remove:
+            self.cgroup.remove()
+            self.home_folder.release()
+            self.tmp_folder.release()
             shutil.rmtree(self.root, ignore_errors=True)
 
 
 class StudentJails:
     """The jails of a grading run: one per student, alive while any of its notebooks grades."""
 
-    def __init__(self, todo, env: dict, log_dir: Path):
+    def __init__(self, todo, env: dict, log_dir: Path, limits: Limits | None = None):
         import threading
+
+        self.limits = limits
 
         self.notebooks: dict[str, list[str]] = {}
         for student, nb in todo:
@@ -251,7 +292,8 @@ class StudentJails:
             jail = self.jails.get(student)
             if jail is None:
                 jail = self.jails[student] = StudentJail(student, self.notebooks[student], self.env,
-                                                         self.log_dir / f"{student}.zygote.log")
+                                                         self.log_dir / f"{student}.zygote.log",
+                                                         limits=self.limits)
         with self.student_locks[student]:
             jail.ensure_running()
         return jail

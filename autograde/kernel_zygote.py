@@ -261,6 +261,40 @@ def host_pid(pidns: str, pid: int) -> int | None:
     return None
 
 
+GRADING_CGROUP = "loraweek-grading"   # autograde.limits.PREFIX: groups the grader made
+
+
+def join_grading_cgroups(pid):
+    """Move the forked kernel into this launcher's grading cgroups (the notebook's memory and
+    pids bounds, autograde/limits.py): it was forked by the zygote, so it starts in the zygote's
+    group.  This runs before the kernel is sent any cell.  Also make the kernel, not the grading
+    worker beside it, the one the OOM killer picks first."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if GRADING_CGROUP not in path:
+            continue
+        if controllers:
+            dirs = [f"/sys/fs/cgroup/{c}{path}" for c in controllers.split(",") if c in ("memory", "pids")]
+        else:
+            dirs = [f"/sys/fs/cgroup{path}"]
+        for d in dirs:
+            try:
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+            except OSError:
+                pass
+    try:
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+            f.write("500")
+    except OSError:
+        pass
+
+
 def launch(path, pidfile, argv):
     deadline = time.monotonic() + READY_TIMEOUT_S
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -286,6 +320,7 @@ def launch(path, pidfile, argv):
         raise SystemExit("zygote: the kernel could not be started (see the zygote's log)")
     pid = host_pid(started["pidns"], started["pid"])
     if pid is not None:
+        join_grading_cgroups(pid)
         with open(pidfile + ".tmp", "w") as f:
             f.write(str(pid))
         os.rename(pidfile + ".tmp", pidfile)

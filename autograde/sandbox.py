@@ -5,7 +5,9 @@ session (process group), polls it, and kills the whole group when it runs past `
 seconds or when the resident memory of its process tree passes `memory_mb`.  The worker side
 (`main`) lowers its own address-space limit (RLIMIT_AS, inherited by the Jupyter kernel, so a
 hog gets a MemoryError inside its cell) and runs nbgrader's Autograde converter on a private
-course copy with GuardedExecute in place of Execute.  No cgroups, no root needed.
+course copy with GuardedExecute in place of Execute.  Where the grader could make one, the
+worker starts inside the notebook's cgroup (limits.py): the kernel then bounds memory (RSS and
+tmpfs pages) and processes itself, and the RSS sum here is only the fallback.
 """
 from __future__ import annotations
 
@@ -33,6 +35,11 @@ class Outcome:
     peak_rss_mb: float
     cpu_s: float = 0.0   # CPU seconds of the whole process tree (as last seen): the time it
                          # would take alone on an idle machine, whatever else is running
+    bounded_by: str = "watchdog"   # "cgroup v1" / "cgroup v2": the kernel enforced the memory bound
+    peak_memory_mb: float = 0.0    # the cgroup's peak: RSS *and* tmpfs pages (0 without a cgroup)
+    oom_kills: int = 0             # processes the cgroup's OOM killer ended
+    pids_refused: int = 0          # forks refused at pids.max
+    peak_processes: int = 0        # most tasks (processes + threads) seen at once in the cgroup
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:
@@ -62,13 +69,51 @@ def _adopted(pid_file: Path | None) -> psutil.Process | None:
         return None
 
 
+def _kernels(tree: list[psutil.Process]) -> list[psutil.Process]:
+    """The fresh Jupyter kernels of a tree: ``python -m ipykernel_launcher ...`` whose parent is
+    not one (a process a kernel forked has the same command line).  A kernel forked by a zygote
+    has the zygote's command line: it is the adopted one."""
+    def is_kernel(p):
+        try:
+            return p.cmdline()[1:3] == ["-m", "ipykernel_launcher"]
+        except (psutil.Error, IndexError):
+            return False
+    out = []
+    for p in tree:
+        try:
+            if is_kernel(p) and not is_kernel(p.parent()):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+def _stop_forks(kernels: list[psutil.Process]) -> None:
+    """A fork bomb reached pids.max: kill what the kernels forked, keep the kernels (the cell
+    then fails or times out, and the rest of the notebook still runs)."""
+    for k in kernels:
+        try:
+            children = k.children(recursive=True)
+        except psutil.Error:
+            continue
+        for c in children:
+            try:
+                c.kill()
+            except psutil.Error:
+                pass
+
+
 def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: float,
-                memory_mb: int, poll: float = 0.25, adopt: Path | None = None) -> Outcome:
+                memory_mb: int, poll: float = 0.25, adopt: Path | None = None, cgroup=None) -> Outcome:
     """Run `cmd` bounded in time and memory.  `adopt`: a file where the worker's kernel launcher
     writes the PID of a kernel that is not its descendant (forked by a zygote): that kernel's time
-    and memory count, and it dies with the worker."""
+    and memory count, and it dies with the worker.  `cgroup` (limits.Cgroup): the group `cmd`
+    starts in; where it is enforced, the kernel bounds memory (processes + tmpfs) and processes,
+    this loop watches its counters, and the RSS watchdog stands down."""
     start = time.monotonic()
     kernel = None
+    enforced = cgroup is not None and cgroup.enforced
+    refused, peak_cg, peak_tasks = 0, 0.0, 0
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -94,7 +139,14 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
             except psutil.Error:
                 pass
         peak = max(peak, rss / 2**20)
-        if rss / 2**20 > memory_mb:
+        if enforced:
+            peak_cg = max(peak_cg, cgroup.memory_mb_now())
+            peak_tasks = max(peak_tasks, cgroup.processes_now())
+            now_refused = cgroup.pids_refused()
+            if now_refused > refused:
+                refused = now_refused
+                _stop_forks([kernel] if kernel is not None else _kernels(tree))
+        if not enforced and rss / 2**20 > memory_mb:
             oom = True
         elif time.monotonic() - start > timeout:
             timed_out = True
@@ -106,9 +158,18 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         pass
-    # whatever the notebook left running (kernel, background processes) dies with it
+    # whatever the notebook left running (kernel, background processes) dies with it; in a
+    # cgroup even what left the process tree (setsid, double fork) cannot escape
     _kill_group(proc.pid, list(seen.values()))
-    return Outcome(proc.returncode, timed_out, oom, time.monotonic() - start, peak, sum(cpu.values()))
+    out = Outcome(proc.returncode, timed_out, oom, time.monotonic() - start, peak, sum(cpu.values()))
+    if enforced:
+        cgroup.kill_all()
+        out.bounded_by = f"cgroup v{cgroup.version}"
+        out.peak_memory_mb = max(peak_cg, cgroup.peak_memory_mb())
+        out.oom_kills, out.pids_refused = cgroup.oom_kills(), max(refused, cgroup.pids_refused())
+        out.peak_processes = peak_tasks
+        out.out_of_memory = out.out_of_memory or out.oom_kills > 0
+    return out
 
 
 def worker_env(jobs: int, threads: int | None = None, runtime: Path | None = None) -> dict:
@@ -140,6 +201,12 @@ def main(argv=None) -> int:
     ap.add_argument("--report", required=True)
     ap.add_argument("--isolation", choices=("sandbox", "guard"), default="guard")
     ap.add_argument("--home", type=Path, help="private home of the jailed kernel (sandbox mode)")
+    ap.add_argument("--tmp", type=Path, help="host folder mounted as the jailed kernel's /tmp")
+    ap.add_argument("--folders-capped", action="store_true", help="--home and --tmp are size-capped tmpfs mounts")
+    ap.add_argument("--tmp-mb", type=int, default=1024, help="cap of /tmp and /dev/shm (sandbox mode)")
+    ap.add_argument("--home-mb", type=int, default=1024, help="cap of the home (sandbox mode)")
+    ap.add_argument("--interrupt-grace", type=float, default=10.0,
+                    help="seconds a timed-out cell has to obey the interrupt")
     ap.add_argument("--policy", default="{}", help="JSON: paths the in-kernel audit watches")
     ap.add_argument("--scratch", type=Path, help="the kernel's working folder")
     ap.add_argument("--zygote-socket", default="", help="fork the kernel from this zygote (sandbox mode)")
@@ -170,6 +237,7 @@ def main(argv=None) -> int:
     cfg.GuardedExecute.report_path = str(Path(a.report).resolve())
     cfg.GuardedExecute.trusted_notebook = str((a.work / "source" / "week06" / f"{a.notebook}.ipynb").resolve())
     cfg.GuardedExecute.policy = a.policy
+    cfg.GuardedExecute.interrupt_grace = a.interrupt_grace
     if a.scratch:
         cfg.GuardedExecute.kernel_cwd = str(a.scratch.resolve())
     if a.isolation == "sandbox":
@@ -179,6 +247,9 @@ def main(argv=None) -> int:
         cfg.JailedKernelManager.transport = "ipc"   # TCP does not cross the network namespace
         cfg.JailedKernelManager.scratch = str(a.scratch.resolve())
         cfg.JailedKernelManager.home = str(a.home.resolve())
+        cfg.JailedKernelManager.tmp = str(a.tmp.resolve()) if a.tmp else ""
+        cfg.JailedKernelManager.folders_capped = a.folders_capped
+        cfg.JailedKernelManager.tmp_mb, cfg.JailedKernelManager.home_mb = a.tmp_mb, a.home_mb
         cfg.JailedKernelManager.zygote_socket = a.zygote_socket
     cfg.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor,
                                              LimitOutput, SaveAutoGrades, AssignLatePenalties,
