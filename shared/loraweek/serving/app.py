@@ -25,8 +25,10 @@ from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from jinja2 import TemplateError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from loraweek.data.chat import SYSTEM_PROMPT, scrub_message
 from loraweek.evaluation import parse_answer
@@ -108,11 +110,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise errors.too_large(f"Request body is {declared} bytes; the limit is {limit} bytes.")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.too_large(f"Request body exceeds the limit of {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise errors.too_large(f"Request body exceeds the limit of {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:   # the client left mid-body: nobody reads the answer, but it is no 500
+        raise APIError(499, "The client closed the connection before sending the whole body.",
+                       code="client_closed_request") from None
     return b"".join(chunks)
 
 
@@ -196,7 +202,13 @@ def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerCon
         served, engine = ready()
         if req.model not in served.names:
             raise errors.model_not_found(req.model, list(served.names))
-        ids = prompt_ids(served, conversation(req))
+        try:
+            ids = prompt_ids(served, conversation(req))
+        except TemplateError as exc:
+            # some families' templates refuse a conversation (Gemma: "roles must alternate
+            # user/assistant", others: a system message after the first) with raise_exception
+            raise errors.bad_request(f"The model's chat template cannot render this conversation: {exc}",
+                                     param="messages") from None
         if len(ids) > config.max_input_tokens:
             raise errors.too_large(f"The conversation is {len(ids)} tokens; the limit is {config.max_input_tokens}.",
                                    param="messages")

@@ -58,6 +58,9 @@ def add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion) 
             instances = body.get("instances")
             if not isinstance(instances, list) or not instances:
                 raise bad_request("Vertex AI body must have a non-empty 'instances' list.", param="instances")
+            parameters = body.get("parameters", {})
+            if not isinstance(parameters, dict):   # spread into each instance below: a list there was a 500
+                raise bad_request("Vertex AI 'parameters' must be an object.", param="parameters")
             served, _ = ready()
             predictions = []
             for i, inst in enumerate(instances):
@@ -65,9 +68,11 @@ def add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion) 
                     inst = {"messages": [{"role": "user", "content": inst["message"]}]}
                 if not isinstance(inst, dict):
                     raise bad_request(f"instances[{i}] must be an object.", param=f"instances[{i}]")
-                req = parse_chat_request({"model": served.default_name, **body.get("parameters", {}), **inst,
+                req = parse_chat_request({"model": served.default_name, **parameters, **inst,
                                           "stream": False, "stream_options": None})
                 resp = await chat_completion(request, req)
+                if resp.status_code != 200:     # 499: the caller left; its empty body is no JSON
+                    return resp
                 predictions.append(json.loads(resp.body))
             return {"predictions": predictions}
 

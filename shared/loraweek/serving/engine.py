@@ -40,6 +40,13 @@ class QueueFull(Exception):
     pass
 
 
+# Below this temperature a row decodes greedily, which is what sampling tends to as T -> 0.
+# Dividing float32 logits by a tinier T (the API allows any T > 0, e.g. 1e-320) overflows to
+# inf, softmax turns that into NaN and torch.multinomial raises: a 500 for every request in
+# the batch, caused by one client's number.  At 1e-5 a logit of 3e33 would still be finite.
+MIN_TEMPERATURE = 1e-5
+
+
 @dataclass
 class Event:
     kind: str                       # "delta", "done" or "error"
@@ -71,7 +78,7 @@ class _Row:
         self.ids: list[int] = []
         self.sent = 0                  # characters already emitted
         self.gen = None
-        if req.temperature > 0:
+        if req.temperature >= MIN_TEMPERATURE:
             self.gen = torch.Generator(device=device)
             self.gen.manual_seed(req.seed if req.seed is not None else int(time.time_ns() % 2**63))
 

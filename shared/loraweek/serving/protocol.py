@@ -5,10 +5,21 @@ gets a precise OpenAI error instead of a 422 `{"detail": ...}` or a 500: too man
 bytes (413), not UTF-8, not JSON, not an object, or a field of the wrong type (400,
 with `param` naming the field).  Unknown fields are ignored, as vLLM does: clients send
 `user`, `metadata` and other extras that change nothing here.
+
+What Python's `json` module accepts but no later step survives is refused here too (400):
+nesting deeper than MAX_JSON_DEPTH (the C decoder recurses and raises RecursionError),
+NaN/Infinity and numbers out of a double's range (not JSON; a response holding them cannot
+be written), integers of more than MAX_INT_DIGITS digits (Python's int-string limit raises
+a ValueError) and lone UTF-16 surrogates such as "\\ud800" (a str Python holds but UTF-8
+cannot encode: the tokenizer and the response writer fail on it).  A duplicate key keeps
+its last value, as JavaScript's JSON.parse does.
 """
 from __future__ import annotations
 
 import json
+import math
+import re
+from itertools import accumulate
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -59,6 +70,83 @@ class ChatRequest(BaseModel):
         return [s for s in stops if s]
 
 
+# A chat request nests 4 levels (body, messages, message, content part); tools and JSON schemas
+# a few more.  64 is far above any real request and far below Python's recursion limit (1000),
+# which the C JSON decoder, pydantic and json.dumps all recurse against.
+MAX_JSON_DEPTH = 64
+# The widest integer field is `seed` (< 2**63, 19 digits); converting a long digit string is
+# quadratic, and past 4300 digits Python refuses with a ValueError.
+MAX_INT_DIGITS = 100
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)    # a JSON string, or an unterminated one
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = [{ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}.get(b, 0) for b in range(256)]
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")              # how a surrogate gets into JSON text
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _BadLiteral(ValueError):
+    """Raised by the decoder's hooks; carries the message for the client."""
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep `raw` nests [ and { outside strings, without recursing: drop the strings and
+    everything but brackets (C-speed regex and bytes.translate), then the running sum of
+    +1/-1 (itertools, also C).  For any prefix a parser accepts, this is its depth."""
+    skeleton = _STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    return max(accumulate(map(_STEP.__getitem__, skeleton)), default=0)
+
+
+def _constant(name: str):
+    raise _BadLiteral(f"{name} is not a JSON value (JSON has no NaN or Infinity); send null or a finite number.")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):     # 1e400 parses as inf, which no JSON response can carry
+        raise _BadLiteral(f"the number {text[:40]} is out of range (a double ends near 1.8e308).")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _BadLiteral(f"an integer of {len(text.lstrip('-')):,} digits; the limit is {MAX_INT_DIGITS}.")
+    return int(text)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")   # a surrogate becomes \\ud800
+
+
+def first_unencodable(obj) -> tuple[str, str, int] | None:
+    """(param, the text, index) of the first string or key, in document order, that UTF-8 cannot
+    encode (a lone surrogate), or None.  Iterative: the depth is bounded, but a loop costs nothing."""
+    stack = [("", obj)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, str):
+            hit = _SURROGATE.search(node)
+            if hit:
+                return path, node, hit.start()
+        elif isinstance(node, dict):
+            children = []
+            for key, value in node.items():
+                child = f"{path}.{_printable(key)}" if path else _printable(key)
+                hit = _SURROGATE.search(key)
+                if hit:
+                    return child, key, hit.start()
+                children.append((child, value))
+            stack.extend(reversed(children))
+        elif isinstance(node, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(node))))
+    return None
+
+
+def _too_deep(how: str) -> APIError:
+    return bad_request(f"Request body is JSON nested deeper than {MAX_JSON_DEPTH} levels ({how}); "
+                       "a chat request needs a handful.", code="invalid_json")
+
+
 def decode_json_body(raw: bytes, max_bytes: int) -> dict:
     """bytes -> a JSON object, or an APIError that says what is wrong."""
     if len(raw) > max_bytes:
@@ -70,13 +158,30 @@ def decode_json_body(raw: bytes, max_bytes: int) -> dict:
     except UnicodeDecodeError as exc:
         raise bad_request(f"Request body is not valid UTF-8 (byte {exc.start}); send JSON encoded as UTF-8.",
                           code="invalid_encoding") from None
+    # counting brackets is enough for almost every body; only one with many of them is scanned
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:
+        depth = json_depth(raw)
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep(f"{depth:,} levels deep")
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
     except json.JSONDecodeError as exc:
         raise bad_request(f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
                           code="invalid_json") from None
+    except _BadLiteral as exc:
+        raise bad_request(f"Request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:     # only if the stack was already deep: the scan above bounds the depth
+        raise _too_deep("too deep for this server's stack") from None
     if not isinstance(obj, dict):
         raise bad_request(f"Request body must be a JSON object, got a JSON {type(obj).__name__}.")
+    if _SURROGATE_ESCAPE.search(raw):     # the only way a surrogate gets in: raw UTF-8 cannot hold one
+        bad = first_unencodable(obj)
+        if bad:
+            param, value, at = bad
+            raise bad_request(f"Invalid '{param}': the text is not encodable as UTF-8: it holds a lone UTF-16 "
+                              f"surrogate ({_printable(value[at])}) at character {at}. Send a character beyond "
+                              "U+FFFF as itself or as a complete surrogate pair.", param=param,
+                              code="invalid_encoding")
     return obj
 
 
