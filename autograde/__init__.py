@@ -31,6 +31,12 @@ DEFAULT_COURSE_DIR = REPO_ROOT / "build" / "grading"
 SOLUTIONS_DIR = REPO_ROOT / "solutions" / ASSIGNMENT
 RELEASE_DIR = REPO_ROOT / "weeks" / ASSIGNMENT
 
+# size limits of collect and of reading a notebook, in MB = MiB (2**20 bytes), like --memory-mb:
+# one submitted file (--max-notebook-mb; notebooks with many image outputs reach tens of MB)
+# and the uncompressed total of one archive (--max-archive-mb; what collect may extract to disk)
+MAX_NOTEBOOK_MB = 100
+MAX_ARCHIVE_MB = 4096
+
 # status column of the gradebook CSV
 GRADED = "graded"
 TIMED_OUT = "timed out"

@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import DEFAULT_COURSE_DIR, RELEASE_DIR, SOLUTIONS_DIR
+from . import DEFAULT_COURSE_DIR, MAX_ARCHIVE_MB, MAX_NOTEBOOK_MB, RELEASE_DIR, SOLUTIONS_DIR
 
 
 def _course_args(p):
@@ -14,6 +14,15 @@ def _course_args(p):
                    help="grading work directory (default build/grading, git-ignored)")
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR,
                    help="instructor notebooks (default solutions/week06)")
+    p.add_argument("--max-notebook-mb", type=float, default=MAX_NOTEBOOK_MB,
+                   help=f"a submitted file bigger than this (MiB) is never read: invalid notebook "
+                        f"(default {MAX_NOTEBOOK_MB})")
+
+
+def _archive_args(p):
+    p.add_argument("--max-archive-mb", type=float, default=MAX_ARCHIVE_MB,
+                   help=f"uncompressed total of a zip (or folder) that collect extracts, MiB "
+                        f"(default {MAX_ARCHIVE_MB})")
 
 
 def _grade_args(p):
@@ -51,6 +60,7 @@ def main(argv=None) -> int:
     _course_args(p)
     p.add_argument("submissions", type=Path, help="an LMS zip or a folder of notebooks")
     p.add_argument("--clean", action="store_true", help="remove earlier submissions first")
+    _archive_args(p)
 
     p = sub.add_parser("grade", help="autograde every collected submission, bounded")
     _course_args(p)
@@ -70,6 +80,7 @@ def main(argv=None) -> int:
     _feedback_args(p)
     p.add_argument("--submissions", type=Path, required=True)
     p.add_argument("--clean", action="store_true")
+    _archive_args(p)
     p.add_argument("--csv", type=Path, default=None)
 
     a = parser.parse_args(argv)
@@ -85,7 +96,8 @@ def main(argv=None) -> int:
     rc = 0
     if a.step in ("collect", "all"):
         from . import collect
-        rc |= collect.run(a.course_dir, a.submissions, clean=a.clean)
+        rc |= collect.run(a.course_dir, a.submissions, clean=a.clean,
+                          max_notebook_mb=a.max_notebook_mb, max_archive_mb=a.max_archive_mb)
     if a.step in ("grade", "all"):
         from . import grade
         rc |= grade.run(a.course_dir, jobs=a.jobs, timeout=a.timeout, cell_timeout=a.cell_timeout,

@@ -9,11 +9,17 @@ drops duplicated grade ids (DeduplicateIds) and checks the cell metadata (CheckC
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 from nbgrader import utils as nbutils
+
+from . import MAX_NOTEBOOK_MB
+from .collect import json_shape_problem, limit_bytes, rejected_reason, size_reason
+
 
 NBGRADER_FLAGS = ("grade", "solution", "locked", "points", "task")
 
@@ -36,29 +42,80 @@ def graded_cells(nb) -> list:
             isinstance(c.metadata.get("nbgrader"), dict) and c.metadata.nbgrader.get("grade_id")]
 
 
-def read_notebook(path: Path) -> Check:
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{exc.__class__.__name__}: {text if len(text) <= 300 else text[:300] + ' ...'}"
+
+
+def read_notebook(path: Path, max_mb: float | None = MAX_NOTEBOOK_MB) -> Check:
+    """The notebook at `path`, or (valid=False, error=why) -- never an exception, whatever the
+    file holds.  Its size is checked (stat) before a byte is read, and a file over `max_mb`
+    MiB (None: no limit) is never read: '1,536 MB > 100 MB limit'.  JSON nested too deep or
+    with more values than a notebook could need is refused before it is parsed
+    (collect.json_shape_problem).  Where collect left a rejected marker instead of the
+    notebook (collect.rejected_marker), its reason is the error."""
     try:
-        raw = Path(path).read_bytes()
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Check(valid=False, error=f"not valid JSON ({exc.__class__.__name__}: {exc})")
+        return _read_notebook(Path(path), max_mb)
+    except MemoryError:
+        return Check(valid=False, error="not a readable notebook (too large to read into memory)")
+    except RecursionError:
+        return Check(valid=False, error="not a readable notebook (nested too deep)")
+    except Exception as exc:
+        return Check(valid=False, error=f"not a readable notebook ({_short(exc)})")
+
+
+def _read_notebook(path: Path, max_mb: float | None) -> Check:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        return Check(valid=False, error=rejected_reason(path) or f"cannot read the file ({exc})")
+    except (OSError, ValueError) as exc:
+        return Check(valid=False, error=f"cannot read the file ({exc})")
+    if not stat.S_ISREG(st.st_mode):
+        return Check(valid=False, error="cannot read the file (not a regular file)")
+    limit = limit_bytes(max_mb)
+    if limit is not None and st.st_size > limit:
+        return Check(valid=False, error=size_reason(st.st_size, max_mb))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return Check(valid=False, error="cannot read the file (not a regular file)")
+            raw = f.read() if limit is None else f.read(limit + 1)
     except OSError as exc:
         return Check(valid=False, error=f"cannot read the file ({exc})")
+    if limit is not None and len(raw) > limit:         # it grew after the stat
+        return Check(valid=False, error=size_reason(len(raw), max_mb))
+    problem = json_shape_problem(raw)
+    if problem:
+        return Check(valid=False, error=f"not a readable notebook ({problem})")
+    try:
+        text = raw.decode("utf-8-sig")                  # a BOM (Windows editors) is allowed
+        del raw
+        data = json.loads(text)
+    except ValueError as exc:                           # UnicodeDecodeError, JSONDecodeError
+        return Check(valid=False, error=f"not valid JSON ({_short(exc)})")
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         return Check(valid=False, error="JSON but not a Jupyter notebook (no list of cells)")
+    del data
     try:
-        nb = nbformat.reads(json.dumps(data), as_version=4)
-        for c in nb.cells:
+        nb = nbformat.reads(text, as_version=4)
+        for i, c in enumerate(nb.cells):
             if c.cell_type not in ("code", "markdown", "raw") or not isinstance(c.get("source", ""), str):
-                raise ValueError(f"bad cell {c.get('cell_type')!r}")
+                raise ValueError(f"bad cell {str(c.get('cell_type'))[:40]!r}")
+            meta = c.get("metadata")
+            grader = meta.get("nbgrader") if isinstance(meta, dict) else None
+            if isinstance(grader, dict) and grader.get("grade_id") and not isinstance(grader["grade_id"], str):
+                raise ValueError(f"cell {i + 1}: its nbgrader grade_id is not a string")
     except Exception as exc:  # nbformat raises many kinds
-        return Check(valid=False, error=f"not a readable notebook ({exc.__class__.__name__}: {exc})")
+        return Check(valid=False, error=f"not a readable notebook ({_short(exc)})")
     return Check(nb=nb)
 
 
-def check_submission(path: Path, release_path: Path) -> Check:
-    """Read `path` and compare its graded cells with the released notebook's."""
-    check = read_notebook(path)
+def check_submission(path: Path, release_path: Path, max_mb: float | None = MAX_NOTEBOOK_MB) -> Check:
+    """Read `path` (read_notebook: never raises, a file over `max_mb` MiB is not read) and
+    compare its graded cells with the released notebook's."""
+    check = read_notebook(path, max_mb=max_mb)
     if not check.valid:
         return check
     nb, ref = check.nb, nbformat.read(str(release_path), as_version=4)
