@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import DEFAULT_COURSE_DIR, MAX_ARCHIVE_MB, MAX_NOTEBOOK_MB, RELEASE_DIR, SOLUTIONS_DIR
+from .limits import HOME_MB, MAX_PROCESSES, SCRATCH_MB, TMP_MB
 
 
 def _course_args(p):
@@ -29,7 +30,16 @@ def _grade_args(p):
     p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks graded in parallel")
     p.add_argument("--timeout", type=float, default=600, help="wall-time bound per notebook, seconds")
     p.add_argument("--cell-timeout", type=float, default=300, help="bound per cell, seconds")
-    p.add_argument("--memory-mb", type=int, default=6144, help="memory bound per notebook, MiB")
+    p.add_argument("--memory-mb", type=int, default=6144,
+                   help="memory bound per notebook, MiB: its processes and its /tmp and home (cgroup)")
+    p.add_argument("--max-processes", type=int, default=MAX_PROCESSES,
+                   help="processes and threads per notebook (cgroup pids.max)")
+    p.add_argument("--tmp-mb", type=int, default=TMP_MB, help="size cap of a jail's /tmp and /dev/shm, MiB")
+    p.add_argument("--home-mb", type=int, default=HOME_MB, help="size cap of a jail's home folder, MiB")
+    p.add_argument("--scratch-mb", type=int, default=SCRATCH_MB,
+                   help="size cap of a kernel's working folder, MiB")
+    p.add_argument("--interrupt-grace", type=float, default=10.0,
+                   help="seconds a timed-out cell has to obey the interrupt before its kernel is stopped")
     p.add_argument("--student", action="append", default=None, help="grade only these students")
     p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per notebook")
     p.add_argument("--keep-work", action="store_true", help="keep the per-notebook sandboxes")
@@ -102,7 +112,10 @@ def main(argv=None) -> int:
         from . import grade
         rc |= grade.run(a.course_dir, jobs=a.jobs, timeout=a.timeout, cell_timeout=a.cell_timeout,
                         memory_mb=a.memory_mb, students=a.student, keep_work=a.keep_work,
-                        threads=a.threads, isolation=a.isolation, kernels=a.kernels)
+                        threads=a.threads, isolation=a.isolation, kernels=a.kernels,
+                        max_processes=a.max_processes, tmp_mb=a.tmp_mb, home_mb=a.home_mb,
+                        scratch_mb=a.scratch_mb, interrupt_grace=a.interrupt_grace,
+                        max_notebook_mb=a.max_notebook_mb)
     if a.step in ("feedback", "all"):
         from . import feedback
         rc |= feedback.run(a.course_dir, show_hidden_tests=a.show_hidden_tests)

@@ -38,14 +38,15 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_markdown_cell, new_output
 
-from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MISSING, OUT_OF_MEMORY,
+from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MAX_NOTEBOOK_MB, MISSING, OUT_OF_MEMORY,
                RELEASE_DIR, REPO_ROOT, SOLUTIONS_DIR, TAMPERED, TIMED_OUT)
+from .collect import rejected_marker, rejected_reason
 from .course import notebook_names, read_course, tree_digest
 from .integrity import check_submission, graded_cells, sanitize, score_notebook, test_cells
 from .fsguard import watched
 from .jail import GUARD, KERNEL_PID_FILE, SANDBOX, StudentJails, probe
 from .leaks import instructor_lines, redact
-from .limits import (HOME_MB, MAX_PROCESSES, TMP_MB, CappedFolder, Cgroup, Limits, describe_bounds,
+from .limits import (HOME_MB, MAX_PROCESSES, SCRATCH_MB, TMP_MB, CappedFolder, Cgroup, Limits, describe_bounds,
                      describe_mb)
 from .sandbox import run_bounded, worker_env
 
@@ -62,7 +63,10 @@ def submissions(course_dir: Path, students=None) -> tuple[list[tuple[str, str]],
         if students and sid not in students:
             continue
         for nb in names:
-            (sub if (sdir / ASSIGNMENT / f"{nb}.ipynb").exists() else missing).append((sid, nb))
+            path = sdir / ASSIGNMENT / f"{nb}.ipynb"
+            # a file collect could attribute but not use (too big, unreadable) left a marker: still
+            # submitted, graded "invalid notebook" with collect's reason
+            (sub if path.exists() or rejected_marker(path).exists() else missing).append((sid, nb))
     return sub, missing
 
 
@@ -129,7 +133,7 @@ def audit_policy(course_dir: Path, scratch: Path) -> dict:
 def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeout: float,
               cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1,
               isolation: str = GUARD, jail=None, limits: Limits | None = None,
-              interrupt_grace: float = 10.0) -> dict:
+              interrupt_grace: float = 10.0, max_notebook_mb: float = MAX_NOTEBOOK_MB) -> dict:
     """Grade one submitted notebook.  `jail`: the student's `StudentJail` (sandbox mode with
     forked kernels); its kernel then forks from the student's zygote and works in the jail's
     scratch folder for this notebook.  `limits`: processes, /tmp and home caps (memory_mb wins
@@ -143,7 +147,11 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
               "scores": {g: 0.0 for g in points}, "max_scores": points, "wall_s": 0.0,
               "peak_rss_mb": 0.0, "reasons": [], "executed": None, "isolation": isolation,
               "kernel": "forked" if jail is not None else "fresh"}
-    chk = check_submission(submitted, release_nb)
+    rejected = rejected_reason(submitted)
+    if rejected is not None:
+        result.update(status=INVALID, reasons=[rejected])
+        return result
+    chk = check_submission(submitted, release_nb, max_mb=max_notebook_mb)
     if not chk.valid:
         result.update(status=INVALID, reasons=[chk.error])
         return result
@@ -168,14 +176,14 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     scratch = work / "autograded" / student / ASSIGNMENT if isolation == SANDBOX else temp / "scratch"
     if jail is not None:   # the student's jail has this notebook's folders already (bound at its start)
         scratch, runtime = jail.scratch(nb_name), jail.runtime(nb_name)
-        home_folder, tmp_folder = jail.home_folder, jail.tmp_folder
-    else:                  # this notebook's own home and /tmp, size-capped tmpfs where we may mount
+        home_folder, tmp_folder, scratch_folder = jail.home_folder, jail.tmp_folder, jail.scratch_folder
+    else:                  # this notebook's own home, /tmp and working folder: size-capped tmpfs
         home_folder = CappedFolder.create(temp / "home", limits.home_mb)
         tmp_folder = CappedFolder.create(temp / "tmp", limits.tmp_mb)
-    folders = {"/tmp": tmp_folder, "the home folder": home_folder}
+        scratch_folder = CappedFolder.create(scratch, limits.scratch_mb)
+    folders = {"/tmp": tmp_folder, "the home folder": home_folder, "its working folder": scratch_folder}
     used_before = {name: f.used_mb() for name, f in folders.items()}
     capped = home_folder.capped and tmp_folder.capped
-    scratch.mkdir(parents=True, exist_ok=True)
     # memory (RSS + tmpfs pages) and processes of the worker, the kernel and all they start
     cgroup = Cgroup.create(f"{student}-{nb_name}", limits.memory_mb, limits.max_processes,
                            parent=jail.cgroup if jail is not None else None)
@@ -204,19 +212,21 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
                           course_dir / "work" / f"{student}__{nb_name}.log", timeout, memory_mb,
                           adopt=runtime / KERNEL_PID_FILE if jail is not None else None, cgroup=cgroup)
         full = [name for name, f in folders.items() if f.full() and f.used_mb() > used_before[name]]
+        executed = work / "autograded" / student / ASSIGNMENT / f"{nb_name}.ipynb"
+        if executed.exists():   # out of the working folder's tmpfs before it goes
+            executed = Path(shutil.copy(executed, work / "executed.ipynb"))
     finally:
         cgroup.remove()
         if jail is None:
-            home_folder.release()
-            tmp_folder.release()
+            for f in folders.values():
+                f.release()
         shutil.rmtree(temp, ignore_errors=True)
         if jail is None:
             shutil.rmtree(runtime, ignore_errors=True)
     result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb), cpu_s=round(out.cpu_s, 1),
                   bounded_by=out.bounded_by if out.bounded_by != "watchdog" else f"RSS watchdog ({cgroup.why})",
                   peak_memory_mb=round(out.peak_memory_mb),
-                  peak_processes=out.peak_processes)
-    executed = work / "autograded" / student / ASSIGNMENT / f"{nb_name}.ipynb"
+                  peak_processes=out.peak_processes, pids_refused=out.pids_refused, oom_kills=out.oom_kills)
     guard = {}
     if report.exists():
         try:
@@ -229,8 +239,8 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     limit_hit = [f"out of memory: {name} reached its {describe_mb(folders[name].cap_mb)} cap" for name in full]
     if out.pids_refused:
         limit_hit.append(f"too many processes: the notebook reached its cap of {limits.max_processes} "
-                         f"processes and threads (pids.max refused {out.pids_refused} fork(s); what it "
-                         "forked was stopped)")
+                         f"processes and threads (pids.max refused {out.pids_refused} fork(s)); what its "
+                         "kernel forked was stopped")
     nb = None
     if out.timed_out:
         status = TIMED_OUT
@@ -260,6 +270,11 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
             reasons.append(f"{guard['stuck_at']} ran longer than {cell_timeout:g} s and ignored the interrupt: "
                            "the kernel was stopped there; the tests above it kept their points, the "
                            "cells below it were not run")
+        elif guard.get("died_at"):
+            status = OUT_OF_MEMORY if out.pids_refused else CRASHED
+            reasons.append(f"the kernel died while running {guard['died_at']} "
+                           f"({'stopped at the process cap' if out.pids_refused else 'killed, or a crash'}); "
+                           "the tests above it kept their points, the cells below it were not run")
         elif s["timed_out"]:
             status = TIMED_OUT
             reasons.append(f"{', '.join(s['timed_out_cells'])}: ran longer than {cell_timeout:g} s and "
@@ -278,13 +293,17 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
         oom = (f"out of memory: the notebook's processes and in-memory files (/tmp, home, /dev/shm) "
                f"passed {memory_mb} MiB and the kernel's OOM killer stopped {out.oom_kills} process(es) "
                f"({out.bounded_by})")
-        if status == CRASHED:
+        if status == CRASHED and not guard.get("died_at"):
             reasons[-1] = oom
         else:
             reasons.append(oom)
         if status in (CRASHED, GRADED):
             status = OUT_OF_MEMORY
     reasons += limit_hit
+    if out.pids_refused and status in (GRADED, TIMED_OUT, CRASHED):
+        # the cause, whatever it did next (a kernel that cannot start a thread may hang until the
+        # cell timeout stops it): the reason says both
+        status = OUT_OF_MEMORY
     if chk.problems or findings:
         status = TAMPERED
     result["status"] = status
@@ -367,9 +386,11 @@ def choose_isolation(isolation: str) -> tuple[str, str]:
 def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: float = 300,
         memory_mb: int = 6144, students=None, keep_work: bool = False, threads: int = 1,
         isolation: str = "auto", kernels: str = "auto", max_processes: int = MAX_PROCESSES,
-        tmp_mb: int = TMP_MB, home_mb: int = HOME_MB, interrupt_grace: float = 10.0) -> int:
+        tmp_mb: int = TMP_MB, home_mb: int = HOME_MB, scratch_mb: int = SCRATCH_MB,
+        interrupt_grace: float = 10.0, max_notebook_mb: float = MAX_NOTEBOOK_MB) -> int:
     course_dir = Path(course_dir).resolve()
-    limits = Limits(memory_mb=memory_mb, max_processes=max_processes, tmp_mb=tmp_mb, home_mb=home_mb)
+    limits = Limits(memory_mb=memory_mb, max_processes=max_processes, tmp_mb=tmp_mb, home_mb=home_mb,
+                    scratch_mb=scratch_mb)
     cell_timeout = min(cell_timeout, timeout)
     todo, missing = submissions(course_dir, students)
     if not todo and not missing:
@@ -425,7 +446,8 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
                     log.warning("%s; this notebook gets a fresh kernel", exc)
             return grade_one(course_dir, *key, jobs=jobs, timeout=timeout, cell_timeout=cell_timeout,
                              memory_mb=memory_mb, keep_work=keep_work, threads=threads,
-                             isolation=mode, jail=jail, limits=limits, interrupt_grace=interrupt_grace)
+                             isolation=mode, jail=jail, limits=limits, interrupt_grace=interrupt_grace,
+                             max_notebook_mb=max_notebook_mb)
         except Exception as exc:  # a bug or an unexpected file: the row still exists
             log.exception("grading %s failed", key)
             return {"student": key[0], "notebook": key[1], "status": CRASHED, "scores": {},

@@ -25,6 +25,7 @@ import ast
 import json
 import re
 
+from nbclient.exceptions import DeadKernelError
 from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
@@ -368,6 +369,7 @@ class GuardedExecute(Execute):
         self._token = secrets.token_hex(8)
         self._installed = False
         self._stuck_at = None   # the cell where the kernel stopped answering, once it has
+        self._died_at = None    # the cell where the kernel died, once it has
         self.findings = []
         self._trusted = set(s.strip() for s in self.trusted_sources)
         self._answer_names = set()  # names the exercises define: the student's to (re)define
@@ -403,7 +405,7 @@ class GuardedExecute(Execute):
             if self.report_path:
                 with open(self.report_path, "w") as f:
                     json.dump({"findings": self.findings, "guard_installed": self._installed,
-                               "stuck_at": self._stuck_at}, f)
+                               "stuck_at": self._stuck_at, "died_at": self._died_at}, f)
 
     async def _guard(self, expression: str):
         msg_id = self.kc.execute("", silent=True, store_history=False,
@@ -439,6 +441,15 @@ class GuardedExecute(Execute):
             raise StuckKernel(f"no answer {self.interrupt_grace:g} s after the interrupt") from None
         return reply
 
+    def _end_here(self, cell, cell_index, ename, msg):
+        """The kernel is gone (stopped or dead) at this cell: the cell gets an error output that
+        says so, and the cells below it stay unexecuted (they score 0); what ran above keeps its
+        points."""
+        cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") != "error"] + [
+            NotebookNode(output_type="error", ename=ename, evalue=msg, traceback=[msg])]
+        if cell.get("execution_count") is None:
+            cell.execution_count = (self.code_cells_executed or 1)
+
     async def _stop_stuck_kernel(self, cell, cell_index):
         """Grade what ran: the stuck cell gets a timeout error, the kernel is killed (with
         everything it started), and the cells below it are left unexecuted (they score 0)."""
@@ -446,10 +457,7 @@ class GuardedExecute(Execute):
         self._stuck_at = where
         msg = (f"{where} ran longer than {self.timeout} s and did not stop when interrupted: the "
                "kernel was stopped there, and the cells below it were not run")
-        cell.outputs = [o for o in cell.get("outputs", []) if o.get("output_type") != "error"] + [
-            NotebookNode(output_type="error", ename=STUCK_ENAME, evalue=msg, traceback=[msg])]
-        if cell.get("execution_count") is None:
-            cell.execution_count = (self.code_cells_executed or 1)
+        self._end_here(cell, cell_index, STUCK_ENAME, msg)
         try:
             await self.km.shutdown_kernel(now=True)
         except Exception as exc:  # already dead: nothing more to stop
@@ -457,7 +465,7 @@ class GuardedExecute(Execute):
         return cell
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        if self._stuck_at is not None:   # the kernel was stopped above: nothing runs any more
+        if self._stuck_at is not None or self._died_at is not None:   # no kernel any more
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
             return cell
@@ -465,6 +473,13 @@ class GuardedExecute(Execute):
             return await self._guarded_execute_cell(cell, cell_index, execution_count, store_history)
         except StuckKernel:
             return await self._stop_stuck_kernel(cell, cell_index)
+        except DeadKernelError:
+            # killed (the OOM killer, a signal, a segfault): without this nbgrader gives up on the
+            # whole notebook and every test scores 0, the ones that had passed included
+            self._died_at = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {cell_index + 1}"
+            self._end_here(cell, cell_index, "DeadKernelError",
+                           f"the kernel died while running {self._died_at}; the cells below it were not run")
+            return cell
 
     async def _guarded_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         if cell.cell_type != "code" or not cell.source.strip():

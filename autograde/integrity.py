@@ -20,7 +20,6 @@ from nbgrader import utils as nbutils
 from . import MAX_NOTEBOOK_MB
 from .collect import json_shape_problem, limit_bytes, rejected_reason, size_reason
 
-
 NBGRADER_FLAGS = ("grade", "solution", "locked", "points", "task")
 
 
@@ -112,6 +111,15 @@ def _read_notebook(path: Path, max_mb: float | None) -> Check:
     return Check(nb=nb)
 
 
+def _canonical(source: str) -> str:
+    """A cell's source as the tamper check compares it: what editors change on their own --
+    line ends (CRLF from Windows editors and Colab, lone CR), trailing spaces and tabs, blank
+    lines at the end, a BOM -- is normalised; any other change (a character, an indent, a line
+    added or removed in the middle) still counts as an edit."""
+    text = source.replace("\ufeff", "").replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip(" \t") for line in text.split("\n")).rstrip("\n")
+
+
 def check_submission(path: Path, release_path: Path, max_mb: float | None = MAX_NOTEBOOK_MB) -> Check:
     """Read `path` (read_notebook: never raises, a file over `max_mb` MiB is not read) and
     compare its graded cells with the released notebook's."""
@@ -148,7 +156,7 @@ def check_submission(path: Path, release_path: Path, max_mb: float | None = MAX_
         changed = [k for k in NBGRADER_FLAGS if meta.get(k) != rmeta.get(k)]
         if changed or c.cell_type != r.cell_type:
             check.problems.append(f"nbgrader metadata of {gid} was edited ({', '.join(changed) or 'cell type'})")
-        if rmeta.get("locked") and not rmeta.get("solution") and c.source.rstrip() != r.source.rstrip():
+        if rmeta.get("locked") and not rmeta.get("solution") and _canonical(c.source) != _canonical(r.source):
             check.problems.append(f"locked cell {gid} was edited")
     return check
 
@@ -161,6 +169,8 @@ def test_cells(source_nb) -> dict[str, float]:
 
 
 TIMEOUT_ENAMES = ("CellTimeoutError", "TimeoutError")
+# a write refused by a size-capped folder (the jail's /tmp or home): ENOSPC, or EDQUOT
+DISK_FULL_MARKERS = ("No space left on device", "Errno 28", "Disk quota exceeded")
 MEMORY_MARKERS = ("MemoryError", "can't allocate memory", "CUDA out of memory",
                   "OutOfMemoryError", "Cannot allocate memory")
 
@@ -174,14 +184,19 @@ def score_notebook(executed_nb, points: dict[str, float]) -> dict:
         cells.setdefault(c.metadata.nbgrader["grade_id"], c)
     scores, notes = {}, []
     timed_out = out_of_memory = False
-    for c in executed_nb.cells:
+    timed_out_cells, full_disk_cells = [], []   # where: grade id, else "cell N"
+    for i, c in enumerate(executed_nb.cells):
+        where = (c.get("metadata", {}).get("nbgrader", {}) or {}).get("grade_id") or f"cell {i + 1}"
         for o in c.get("outputs", []):
             if o.get("output_type") == "error":
                 text = f"{o.get('ename', '')}: {o.get('evalue', '')}"
                 if o.get("ename") in TIMEOUT_ENAMES:
                     timed_out = True
+                    timed_out_cells.append(where)
                 if any(m in text for m in MEMORY_MARKERS):
                     out_of_memory = True
+                if any(m in text for m in DISK_FULL_MARKERS):
+                    full_disk_cells.append(where)
     for gid, pts in points.items():
         c = cells.get(gid)
         if c is None:
@@ -198,7 +213,9 @@ def score_notebook(executed_nb, points: dict[str, float]) -> dict:
         c.metadata.nbgrader["solution"] = False
         score, _ = nbutils.determine_grade(c)
         scores[gid] = float(min(max(score or 0.0, 0.0), pts))
-    return {"scores": scores, "notes": notes, "timed_out": timed_out, "out_of_memory": out_of_memory}
+    return {"scores": scores, "notes": notes, "timed_out": timed_out, "out_of_memory": out_of_memory,
+            "timed_out_cells": list(dict.fromkeys(timed_out_cells)),
+            "full_disk_cells": list(dict.fromkeys(full_disk_cells))}
 
 
 def sanitize(nb, release_nb) -> object:

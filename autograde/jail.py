@@ -209,6 +209,10 @@ class StudentJail:
         # the jail's home and /tmp: size-capped tmpfs mounts shared by the student's notebooks
         self.home_folder = CappedFolder.create(self.home, self.limits.home_mb)
         self.tmp_folder = CappedFolder.create(self.root / "tmp", self.limits.tmp_mb)
+        # the notebooks' working folders (made below it after the mount)
+        self.scratch_folder = CappedFolder.create(self.scratch_root, self.limits.scratch_mb)
+        for nb in notebooks:
+            (self.scratch_root / nb).mkdir(parents=True, exist_ok=True)
         # everything the student's jail makes (zygote, kernels, tmpfs pages) within one bound;
         # each notebook gets a child group with the same bound (grade.grade_one)
         self.cgroup = Cgroup.create(f"student-{student}", self.limits.memory_mb, self.limits.max_processes)
@@ -264,8 +268,8 @@ class StudentJail:
             self.proc = None
         if remove:
             self.cgroup.remove()
-            self.home_folder.release()
-            self.tmp_folder.release()
+            for folder in (self.home_folder, self.tmp_folder, self.scratch_folder):
+                folder.release()
             shutil.rmtree(self.root, ignore_errors=True)
 
 

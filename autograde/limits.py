@@ -35,6 +35,7 @@ PREFIX = "loraweek-grading"   # kernel_zygote.GRADING_CGROUP: the launcher looks
 TMP_MB = 1024          # the jail's /tmp (and /dev/shm), a tmpfs: RAM
 HOME_MB = 1024         # the jail's home, a tmpfs: RAM
 MAX_PROCESSES = 1024   # pids.max: processes *and* threads of one notebook (or one student's jail)
+SCRATCH_MB = 2048      # the kernel's working folder (sandbox: a tmpfs, RAM)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Limits:
     max_processes: int = MAX_PROCESSES
     tmp_mb: int = TMP_MB
     home_mb: int = HOME_MB
+    scratch_mb: int = SCRATCH_MB
 
 
 def _own_path(controller: str) -> str | None:
@@ -59,6 +61,15 @@ def _own_path(controller: str) -> str | None:
         if controller and controller in controllers.split(","):
             return path
     return None
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (R, S, D, Z, ...), "" when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _write(path: Path, value: str) -> None:
@@ -252,6 +263,25 @@ class Cgroup:
 
     # ---- the end -------------------------------------------------------------------------
 
+    def kill_all_but(self, keep: set[int]) -> int:
+        """SIGKILL every process of the group except `keep`, pass after pass, until only `keep`
+        and the dead (zombies) are left: a fork bomb can refill a slot as soon as one is freed,
+        but a kill takes microseconds and a fork of a kernel milliseconds.  (No SIGSTOP first: a
+        stopped orphan would block the zygote supervisor's waitpid.)  Returns how many."""
+        killed: set[int] = set()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            alive = [pid for pid in self.pids() if pid not in keep and _state(pid) not in ("Z", "X", "")]
+            if not alive:
+                break
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            killed |= set(alive)
+        return len(killed)
+
     def kill_all(self) -> None:
         """SIGKILL every process in the group (repeated: a fork bomb forks while we kill)."""
         for _ in range(50):
@@ -366,10 +396,12 @@ def describe_bounds(limits: Limits, sandboxed: bool) -> dict[str, str]:
     if mounted:
         tmp = f"{describe_mb(limits.tmp_mb)} (size-capped tmpfs, counted in the memory bound)"
         home = f"{describe_mb(limits.home_mb)} (size-capped tmpfs, counted in the memory bound)"
+        work = f"{describe_mb(limits.scratch_mb)} (size-capped tmpfs, counted in the memory bound)"
     elif sandboxed:
         tmp = f"{describe_mb(limits.tmp_mb)} (bwrap --size tmpfs; {why_not})"
         home = f"{describe_mb(limits.home_mb)} (bwrap --size tmpfs; {why_not})"
+        work = f"not bounded ({why_not})"
     else:
         tmp = f"not bounded: no sandbox and {why_not} (TMPDIR points to a private folder)"
-        home = f"not bounded: no sandbox and {why_not}"
-    return {"memory": memory, "processes": processes, "/tmp": tmp, "home": home}
+        home = work = f"not bounded: no sandbox and {why_not}"
+    return {"memory": memory, "processes": processes, "/tmp": tmp, "home": home, "working folder": work}

@@ -82,25 +82,33 @@ def _kernels(tree: list[psutil.Process]) -> list[psutil.Process]:
     for p in tree:
         try:
             if is_kernel(p) and not is_kernel(p.parent()):
-                out.append(p)
+                out.append((p.create_time(), p.pid, p))
         except psutil.Error:
             pass
-    return out
+    # one notebook, one kernel: the first started (an orphan of a fork bomb, re-parented to
+    # bwrap's init, also has a parent that is not a kernel)
+    return [min(out)[2]] if out else []
 
 
-def _stop_forks(kernels: list[psutil.Process]) -> None:
-    """A fork bomb reached pids.max: kill what the kernels forked, keep the kernels (the cell
-    then fails or times out, and the rest of the notebook still runs)."""
+def _stop_forks(cgroup, worker: psutil.Process, kernels: list[psutil.Process]) -> None:
+    """A fork bomb reached pids.max: kill everything in the notebook's cgroup but the grading
+    worker, its direct children (bwrap or the kernel launcher), the kernel and the kernel's
+    ancestors.  The bomb's cell then fails and the rest of the notebook runs; a kernel that
+    cannot make progress any more (its killed children stay zombies, counted in pids.max,
+    until it reaps them) is stopped by the cell timeout, and the cells above keep their points
+    (guard.GuardedExecute).  Called at every poll once a fork was refused."""
+    keep = {worker.pid}
+    try:
+        keep |= {c.pid for c in worker.children()}
+    except psutil.Error:
+        pass
     for k in kernels:
+        keep.add(k.pid)
         try:
-            children = k.children(recursive=True)
+            keep |= {p.pid for p in k.parents()}
         except psutil.Error:
-            continue
-        for c in children:
-            try:
-                c.kill()
-            except psutil.Error:
-                pass
+            pass
+    cgroup.kill_all_but(keep)
 
 
 def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: float,
@@ -143,9 +151,11 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
             peak_cg = max(peak_cg, cgroup.memory_mb_now())
             peak_tasks = max(peak_tasks, cgroup.processes_now())
             now_refused = cgroup.pids_refused()
-            if now_refused > refused:
-                refused = now_refused
-                _stop_forks([kernel] if kernel is not None else _kernels(tree))
+            # once the cap has refused a fork, every poll stops what is left of the kernel's
+            # tree: a process that was being forked while we killed may appear just after
+            if now_refused > refused or refused:
+                refused = max(refused, now_refused)
+                _stop_forks(cgroup, ps, [kernel] if kernel is not None else _kernels(tree))
         if not enforced and rss / 2**20 > memory_mb:
             oom = True
         elif time.monotonic() - start > timeout:

@@ -115,7 +115,7 @@ EXPECTED = {
     "perfect": ("graded", 5), "blank": ("graded", 0), "deleted": ("tampered", 3),
     "duplicated": ("tampered", 5), "reordered": ("tampered", 5), "editedtests": ("tampered", 0),
     "infloop": ("timed out", None), "memhog": ("out of memory", None), "sysexit": ("graded", 5),
-    "osexit": ("graded", 3), "selfkill": ("crashed", 0), "monkeypatch": ("tampered", 0), "transformer": ("tampered", 0),
+    "osexit": ("graded", 3), "selfkill": ("crashed", 3), "monkeypatch": ("tampered", 0), "transformer": ("tampered", 0),
     "writer": ("tampered", 0), "notjson": ("invalid notebook", 0), "notanotebook": ("invalid notebook", 0),
 }
 
