@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import DEFAULT_COURSE_DIR, MAX_ARCHIVE_MB, MAX_NOTEBOOK_MB, RELEASE_DIR, SOLUTIONS_DIR
-from .limits import HOME_MB, MAX_PROCESSES, SCRATCH_MB, TMP_MB
+from .limits import HOME_MB, INTERRUPT_GRACE_S, MAX_PROCESSES, SCRATCH_MB, TMP_MB
 
 
 def _course_args(p):
@@ -38,7 +38,7 @@ def _grade_args(p):
     p.add_argument("--home-mb", type=int, default=HOME_MB, help="size cap of a jail's home folder, MiB")
     p.add_argument("--scratch-mb", type=int, default=SCRATCH_MB,
                    help="size cap of a kernel's working folder, MiB")
-    p.add_argument("--interrupt-grace", type=float, default=10.0,
+    p.add_argument("--interrupt-grace", type=float, default=INTERRUPT_GRACE_S,
                    help="seconds a timed-out cell has to obey the interrupt before its kernel is stopped")
     p.add_argument("--student", action="append", default=None, help="grade only these students")
     p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per notebook")

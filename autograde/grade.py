@@ -40,13 +40,13 @@ from nbformat.v4 import new_markdown_cell, new_output
 
 from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MAX_NOTEBOOK_MB, MISSING, OUT_OF_MEMORY,
                RELEASE_DIR, REPO_ROOT, SOLUTIONS_DIR, TAMPERED, TIMED_OUT)
-from .collect import rejected_marker, rejected_reason
+from .collect import rejected_marker
 from .course import notebook_names, read_course, tree_digest
 from .integrity import check_submission, graded_cells, sanitize, score_notebook, test_cells
 from .fsguard import watched
 from .jail import GUARD, KERNEL_PID_FILE, SANDBOX, StudentJails, probe
 from .leaks import instructor_lines, redact
-from .limits import (HOME_MB, MAX_PROCESSES, SCRATCH_MB, TMP_MB, CappedFolder, Cgroup, Limits, describe_bounds,
+from .limits import (HOME_MB, INTERRUPT_GRACE_S, MAX_PROCESSES, SCRATCH_MB, TMP_MB, CappedFolder, Cgroup, Limits, describe_bounds,
                      describe_mb)
 from .sandbox import run_bounded, worker_env
 
@@ -133,7 +133,7 @@ def audit_policy(course_dir: Path, scratch: Path) -> dict:
 def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeout: float,
               cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1,
               isolation: str = GUARD, jail=None, limits: Limits | None = None,
-              interrupt_grace: float = 10.0, max_notebook_mb: float = MAX_NOTEBOOK_MB) -> dict:
+              interrupt_grace: float = INTERRUPT_GRACE_S, max_notebook_mb: float = MAX_NOTEBOOK_MB) -> dict:
     """Grade one submitted notebook.  `jail`: the student's `StudentJail` (sandbox mode with
     forked kernels); its kernel then forks from the student's zygote and works in the jail's
     scratch folder for this notebook.  `limits`: processes, /tmp and home caps (memory_mb wins
@@ -147,10 +147,6 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
               "scores": {g: 0.0 for g in points}, "max_scores": points, "wall_s": 0.0,
               "peak_rss_mb": 0.0, "reasons": [], "executed": None, "isolation": isolation,
               "kernel": "forked" if jail is not None else "fresh"}
-    rejected = rejected_reason(submitted)
-    if rejected is not None:
-        result.update(status=INVALID, reasons=[rejected])
-        return result
     chk = check_submission(submitted, release_nb, max_mb=max_notebook_mb)
     if not chk.valid:
         result.update(status=INVALID, reasons=[chk.error])
@@ -387,7 +383,7 @@ def run(course_dir: Path, jobs: int = 1, timeout: float = 600, cell_timeout: flo
         memory_mb: int = 6144, students=None, keep_work: bool = False, threads: int = 1,
         isolation: str = "auto", kernels: str = "auto", max_processes: int = MAX_PROCESSES,
         tmp_mb: int = TMP_MB, home_mb: int = HOME_MB, scratch_mb: int = SCRATCH_MB,
-        interrupt_grace: float = 10.0, max_notebook_mb: float = MAX_NOTEBOOK_MB) -> int:
+        interrupt_grace: float = INTERRUPT_GRACE_S, max_notebook_mb: float = MAX_NOTEBOOK_MB) -> int:
     course_dir = Path(course_dir).resolve()
     limits = Limits(memory_mb=memory_mb, max_processes=max_processes, tmp_mb=tmp_mb, home_mb=home_mb,
                     scratch_mb=scratch_mb)

@@ -31,6 +31,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Float, List, Unicode
 
+from .limits import INTERRUPT_GRACE_S
+
 STUCK_ENAME = "CellTimeoutError"   # what integrity.score_notebook counts as a timed-out cell
 
 
@@ -361,7 +363,7 @@ class GuardedExecute(Execute):
     report_path = Unicode("", help="where to write the guard's findings (JSON)").tag(config=True)
     policy = Unicode("{}", help="JSON: scratch / secret / protected / cache paths for the audit hook").tag(config=True)
     kernel_cwd = Unicode("", help="the kernel's working folder (a scratch folder away from the course)").tag(config=True)
-    interrupt_grace = Float(10.0, help="seconds a timed-out cell has to answer the interrupt before "
+    interrupt_grace = Float(INTERRUPT_GRACE_S, help="seconds a timed-out cell has to answer the interrupt before "
                                        "the kernel is stopped and the rest of the notebook is not run").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):

@@ -36,6 +36,7 @@ TMP_MB = 1024          # the jail's /tmp (and /dev/shm), a tmpfs: RAM
 HOME_MB = 1024         # the jail's home, a tmpfs: RAM
 MAX_PROCESSES = 1024   # pids.max: processes *and* threads of one notebook (or one student's jail)
 SCRATCH_MB = 2048      # the kernel's working folder (sandbox: a tmpfs, RAM)
+INTERRUPT_GRACE_S = 10.0   # seconds a timed-out cell has to obey the interrupt (guard.GuardedExecute)
 
 
 @dataclass
@@ -284,16 +285,7 @@ class Cgroup:
 
     def kill_all(self) -> None:
         """SIGKILL every process in the group (repeated: a fork bomb forks while we kill)."""
-        for _ in range(50):
-            pids = self.pids()
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.02)
+        self.kill_all_but(set())
 
     def remove(self) -> None:
         for child in reversed(self.children):

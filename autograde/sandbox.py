@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from . import REPO_ROOT
+from .limits import HOME_MB, INTERRUPT_GRACE_S, TMP_MB
 
 
 @dataclass
@@ -213,9 +214,9 @@ def main(argv=None) -> int:
     ap.add_argument("--home", type=Path, help="private home of the jailed kernel (sandbox mode)")
     ap.add_argument("--tmp", type=Path, help="host folder mounted as the jailed kernel's /tmp")
     ap.add_argument("--folders-capped", action="store_true", help="--home and --tmp are size-capped tmpfs mounts")
-    ap.add_argument("--tmp-mb", type=int, default=1024, help="cap of /tmp and /dev/shm (sandbox mode)")
-    ap.add_argument("--home-mb", type=int, default=1024, help="cap of the home (sandbox mode)")
-    ap.add_argument("--interrupt-grace", type=float, default=10.0,
+    ap.add_argument("--tmp-mb", type=int, default=TMP_MB, help="cap of /tmp and /dev/shm (sandbox mode)")
+    ap.add_argument("--home-mb", type=int, default=HOME_MB, help="cap of the home (sandbox mode)")
+    ap.add_argument("--interrupt-grace", type=float, default=INTERRUPT_GRACE_S,
                     help="seconds a timed-out cell has to obey the interrupt")
     ap.add_argument("--policy", default="{}", help="JSON: paths the in-kernel audit watches")
     ap.add_argument("--scratch", type=Path, help="the kernel's working folder")
