@@ -56,6 +56,7 @@ def test_a_vocabulary_without_a_free_token_gets_a_new_pad_token(no_pad_folder, c
         model = models.load_model(profile, quantization=quantization).eval()
         emb = model.get_input_embeddings().weight
         assert emb.shape[0] == rows + 1 and model.config.pad_token_id == tok.pad_token_id
+        assert model.get_input_embeddings().padding_idx == model.generation_config.pad_token_id == tok.pad_token_id
         assert model.get_output_embeddings().weight.shape[0] == rows + 1  # tied: the same matrix
         torch.testing.assert_close(emb[-1], emb[:-1].mean(0))  # deterministic: every load is the same model
         with torch.no_grad():

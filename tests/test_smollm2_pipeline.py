@@ -4,7 +4,7 @@ SmolLM2-135M-Instruct (Llama architecture, tied embeddings, a 49,152-token vocab
 shipped = end-of-turn) reached through the course's own loaders with `$LORAWEEK_MODEL`, as a student's
 `MODEL` would: load the tokenizer (the pad fix happens), mask labels, load the 4-bit base, two QLoRA
 steps with `loraweek.training.train`, save the adapter, reload it onto a fresh 4-bit base, generate.
-Real weights and libraries, no mocks.  Measured on the 2-core machine (load average 2-3): 54-84 s over three runs.
+Real weights and libraries, no mocks.  Measured on the 2-core machine (load average 2-3): 54-91 s over four runs.
 """
 import importlib.util
 import sys
@@ -77,6 +77,7 @@ def test_day2_pipeline_on_smollm2(tmp_path, monkeypatch, capsys, one_thread):
     base = models.load_model(profile, quantization="nf4")
     assert base.get_input_embeddings().num_embeddings == len(tokenizer) == 49152  # nothing added, nothing resized
     assert base.config.pad_token_id == 0  # was <|im_end|> (2) in SmolLM2's config
+    assert base.get_input_embeddings().padding_idx == 0, "the <|im_end|> row must keep its gradient"
     model = get_peft_model(models.prepare_for_qlora(base, profile), models.lora_config(profile))
     lora_b = {n: p for n, p in model.named_parameters() if "lora_B" in n}
     assert len(lora_b) == base.config.num_hidden_layers * 7, "q/k/v/o/gate/up/down in every block"

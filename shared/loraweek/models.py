@@ -110,22 +110,27 @@ def load_tokenizer(profile: Profile, verbose: bool = True):
 def fit_embeddings(model, rows: int, pad_token_id: int | None) -> bool:
     """Pair a model with its tokenizer (`len(tokenizer)`, `tokenizer.pad_token_id`): embeddings get a row
     for every token (new rows = the mean of the old ones, so every load gives the same model), and the
-    config and generation config name the tokenizer's pad token.  True when the embeddings grew."""
-    if pad_token_id is not None and model.config.pad_token_id != pad_token_id:
-        model.config.pad_token_id = pad_token_id
-        if getattr(model, "generation_config", None) is not None:
-            model.generation_config.pad_token_id = pad_token_id
+    config, the generation config and the embedding's padding_idx name the tokenizer's pad token.  True
+    when the embeddings grew."""
+    if pad_token_id is not None:
+        for config in (model.config, getattr(model, "generation_config", None)):
+            if config is not None:
+                config.pad_token_id = pad_token_id
     old = model.get_input_embeddings().num_embeddings
-    if rows <= old:
-        return False
-    model.resize_token_embeddings(rows, mean_resizing=False)
-    with torch.no_grad():
-        for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
-                      if m is not None}.values():
-            weight = layer.weight
-            if weight.dim() == 2 and weight.shape[0] == rows:  # not a packed 4-bit matrix
-                weight[old:] = weight[:old].mean(dim=0, keepdim=True).to(weight.dtype)
-    return True
+    if rows > old:
+        model.resize_token_embeddings(rows, mean_resizing=False)
+        with torch.no_grad():
+            for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
+                          if m is not None}.values():
+                weight = layer.weight
+                if weight.dim() == 2 and weight.shape[0] == rows:  # not a packed 4-bit matrix
+                    weight[old:] = weight[:old].mean(dim=0, keepdim=True).to(weight.dtype)
+    # An embedding built with the model's own pad id as padding_idx gives that row no gradient: it must be
+    # the tokenizer's pad token, not SmolLM2's <|im_end|> (a trained embedding would never learn it).
+    embedding = model.get_input_embeddings()
+    if getattr(embedding, "padding_idx", None) is not None and pad_token_id is not None:
+        embedding.padding_idx = pad_token_id
+    return rows > old
 
 
 def load_model(profile: Profile, quantization: str | None = "nf4", double_quant: bool = True):
@@ -141,11 +146,11 @@ def load_model(profile: Profile, quantization: str | None = "nf4", double_quant:
     elif quantization is not None:
         raise ValueError(f"quantization must be 'nf4', 'int8' or None, got {quantization!r}")
     path = resolve_model_path(profile.model_id)
+    if _tokenizer_key(path) not in _TOKENIZER_FIT:  # usually load_tokenizer ran first; else quietly now
+        load_tokenizer(profile, verbose=False)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if quantization == "nf4":
         keep_cpu_4bit_trainable(model)
-    if _tokenizer_key(path) not in _TOKENIZER_FIT:  # usually load_tokenizer ran first; else quietly now
-        load_tokenizer(profile, verbose=False)
     fit_embeddings(model, *_TOKENIZER_FIT[_tokenizer_key(path)])
     # No KV cache while training: it is useless there, and transformers only detects
     # padding-free packed batches (separate sequences in one row) when there is none.
