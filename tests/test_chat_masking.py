@@ -116,26 +116,37 @@ def test_tokenize_examples_counts_too_long_examples(tok):
     assert chat.tokenize_examples(tok, train, max(lengths))[1] == 0
 
 
-def test_pad_token_is_not_end_of_turn(tok):
+def test_pad_token_is_not_end_of_turn(tok, capsys):
     assert tok.eos_token == IM_END
     assert tok.pad_token == "<|endoftext|>"
     assert tok.pad_token_id != tok.eos_token_id
-    models.ensure_pad_token(tok)  # a correct tokenizer passes unchanged
-    assert tok.pad_token == "<|endoftext|>"
+    assert models.ensure_pad_token(tok) is None  # a correct tokenizer passes unchanged, silently
+    assert tok.pad_token == "<|endoftext|>" and capsys.readouterr().out == ""
 
 
-def test_ensure_pad_token_refuses_pad_equal_to_eos(tok):
+def test_ensure_pad_token_fixes_pad_equal_to_end_of_turn(tok, capsys):
+    """Day 2's trap built deliberately (pad = eos = <|im_end|>): the loader fixes it and says why."""
     broken = copy.deepcopy(tok)
     broken.pad_token = broken.eos_token
     assert broken.pad_token_id == broken.eos_token_id
-    with pytest.raises(ValueError, match="never learn to stop"):
-        models.ensure_pad_token(broken)
+    line = models.ensure_pad_token(broken)
+    assert line == ("pad token: '<|im_end|>' is also the end-of-turn token, so padding would be masked out of "
+                    "the loss and the model would never learn to stop -> using '<|endoftext|>' (id 0) for padding")
+    assert capsys.readouterr().out == line + "\n"
+    assert broken.pad_token == "<|endoftext|>" and len(broken) == len(tok)
     assert tok.pad_token == "<|endoftext|>"  # the copy, not the shared tokenizer, was broken
 
 
 def test_ensure_pad_token_fills_a_missing_pad_with_endoftext(tok):
     missing = copy.deepcopy(tok)
     missing.pad_token = None
-    models.ensure_pad_token(missing)
+    assert "has none" in models.ensure_pad_token(missing, verbose=False)
     assert missing.pad_token == "<|endoftext|>"
     assert missing.pad_token_id != missing.eos_token_id
+
+
+def test_ensure_pad_token_replaces_a_token_the_template_writes(tok):
+    start = copy.deepcopy(tok)
+    start.pad_token = "<|im_start|>"  # every turn begins with it: masking padding would mask it too
+    assert "a token the chat template writes" in models.ensure_pad_token(start, verbose=False)
+    assert start.pad_token == "<|endoftext|>"

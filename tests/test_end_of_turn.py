@@ -49,14 +49,40 @@ def test_trained_span_is_the_answer_plus_that_families_end_of_turn(family, examp
         assert feat["labels"][trained[-1]] == chat.end_of_turn_id(tok)
 
 
+# The pad token each family ends up with: Qwen3 and Gemma 3 ship a dedicated one (kept); Llama 3.2 ships
+# none, and its vocabulary has <|finetune_right_pad_id|> (id 128004), a token made for padding.
+PADS = {"qwen3": ("<|endoftext|>", 151643), "llama3_2": ("<|finetune_right_pad_id|>", 128004), "gemma3": ("<pad>", 0)}
+
+
 def test_course_tokenizer_setup_works_for_each_family(family):
-    """load_tokenizer's steps: eos = the end-of-turn token, and a pad token that is not it."""
+    """load_tokenizer's steps: eos = the end-of-turn token, and a pad token nothing else uses."""
     name, tok = family
     tok = copy.deepcopy(tok)
     tok.eos_token = chat.find_end_of_turn(tok)
-    models.ensure_pad_token(tok)
+    changed = models.ensure_pad_token(tok, verbose=False)
     assert tok.eos_token == FAMILIES[name]
-    assert tok.pad_token is not None and tok.pad_token_id != tok.eos_token_id
+    assert (tok.pad_token, tok.pad_token_id) == PADS[name]
+    assert (changed is None) == (name != "llama3_2"), changed
+    assert tok.pad_token not in chat.template_special_tokens(tok) | {tok.bos_token, tok.eos_token}
+
+
+def test_pad_equal_to_end_of_turn_is_fixed_for_each_family(family, examples):
+    """The trap as SmolLM2 and many Llama 3.x fine-tunes ship it (pad = end-of-turn): the loader picks a
+    token the vocabulary already has, and the end-of-turn token is trained, padding is not."""
+    name, tok = family
+    tok = copy.deepcopy(tok)
+    tok.eos_token = tok.pad_token = chat.find_end_of_turn(tok)
+    line = models.ensure_pad_token(tok, verbose=False)
+    pad, pad_id = PADS[name]
+    assert line == (f"pad token: {FAMILIES[name]!r} is also the end-of-turn token, so padding would be masked out "
+                    f"of the loss and the model would never learn to stop -> using {pad!r} (id {pad_id}) for padding")
+    assert (tok.pad_token, tok.pad_token_id) == PADS[name] and len(tok) == len(family[1])  # nothing added
+    from loraweek.training import make_collator
+
+    batch = make_collator(tok, "padded")([chat.tokenize_chat(tok, chat.build_messages(ex)) for ex in examples[:2]])
+    labels, ids = batch["labels"], batch["input_ids"]
+    assert ((labels == chat.end_of_turn_id(tok)).sum(dim=1) == 1).all(), "each answer's end-of-turn is trained"
+    assert (ids == pad_id).any() and not (labels == pad_id).any(), "padding is never trained"
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,8 @@ class RenderedChat:
     answer_end: int
 
 
-def _special_tokens(tokenizer) -> set[str]:
+def special_tokens(tokenizer) -> set[str]:
+    """The named special tokens (eos, pad, ...) and every added token marked special."""
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
     return {t for t in tokenizer.all_special_tokens if t} | {t.content for t in added.values() if t.special}
 
@@ -85,7 +86,7 @@ def find_end_of_turn(tokenizer) -> str:
         raise ValueError(f"the chat template of {tokenizer.name_or_path!r} changed the assistant's content; "
                          "cannot locate it to mask labels")
     after = text[at + len(_PROBE):]
-    found = [(after.find(s), -len(s), s) for s in _special_tokens(tokenizer) if s in after]
+    found = [(after.find(s), -len(s), s) for s in special_tokens(tokenizer) if s in after]
     if not found:
         raise ValueError(f"the chat template of {tokenizer.name_or_path!r} puts no special end-of-turn token "
                          f"after the assistant's answer (it renders {after[:40]!r} there): the model could never "
@@ -97,6 +98,20 @@ def find_end_of_turn(tokenizer) -> str:
                          "the template adds text between the answer and the end of the turn")
     _END_OF_TURN_CACHE[key] = token
     return token
+
+
+def template_special_tokens(tokenizer) -> set[str]:
+    """The special tokens the chat template writes around a system/user/assistant exchange and a
+    generation prompt (a pad token must be none of them: masking padding would mask them too)."""
+    turns = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": _PROBE}]
+    texts = []
+    for conv in ([{"role": "system", "content": "Be brief."}] + turns, turns):
+        try:  # some templates refuse a system turn
+            texts += [tokenizer.apply_chat_template(conv, tokenize=False),
+                      tokenizer.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True)]
+        except Exception:  # jinja raises its own exception types (raise_exception in templates)
+            continue
+    return {t for t in special_tokens(tokenizer) if any(t in text for text in texts)}
 
 
 def end_of_turn_id(tokenizer) -> int:
