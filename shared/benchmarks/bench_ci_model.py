@@ -4,15 +4,22 @@ majority-class scores on held-out validation and test messages, side by side.
     python shared/benchmarks/bench_ci_model.py                 # cached ci model, the ci profile's recipe
     python shared/benchmarks/bench_ci_model.py --fresh         # also time the ci model build (temp cache)
     python shared/benchmarks/bench_ci_model.py --steps 150 --lr 3e-3 --n 400
+    python shared/benchmarks/bench_ci_model.py --profile laptop      # SmolLM2-135M-Instruct, real model
 
-Training is exactly Day 2's (`loraweek.training.run_qlora`: 4-bit NF4 base + LoRA); the base's
-answers come from the same model with the adapter switched off.  Intent macro-F1 is sklearn's
-`f1_score(average="macro")` over the 10 intents (an invalid answer is a miss).  Times are wall
-clock and process CPU time (all threads): on a shared machine the wall time is pessimistic.
+Training is exactly Day 2's (`loraweek.training.run_qlora` with the profile's method: NF4 base + LoRA,
+or plain LoRA in the laptop profile).  With the profile's own recipe (no --steps/--lr/--rank) the
+adapter is the course adapter (`loraweek.finetuned.course_adapter`: trained once, cached, the one
+Days 3-5 load), so a second run only scores.  The base's answers come from the same model with the
+adapter switched off.  Intent macro-F1 is sklearn's `f1_score(average="macro")` over the 10 intents
+(an invalid answer is a miss).  After the table: every score with Day 4's 95% bootstrap interval
+(`loraweek.metrics.report`), and the general multiple-choice set (Day 4's log-likelihood scoring)
+before and after fine-tuning: what the adapter did to general knowledge.  Times are wall clock and
+process CPU time (all threads): on a shared machine the wall time is pessimistic.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -43,6 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--rank", type=int)
     p.add_argument("--batching", default="padded", help="padded (Day 2's default), bucketed or padding_free")
     p.add_argument("--fresh", action="store_true", help="build the ci model in a temporary cache, timed")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per interval (default 1000)")
     a = p.parse_args(argv)
     if a.fresh:
         os.environ["LORAWEEK_CACHE"] = tempfile.mkdtemp(prefix="loraweek-bench-")
@@ -52,6 +60,7 @@ def main(argv=None) -> int:
 
     from loraweek.data import schema
     from loraweek.evaluation import majority_answers, score_answers, score_table
+    from loraweek.metrics import report
     from loraweek.generation import generate_answers
     from loraweek.profiles import CI_MODEL_ID, get_profile
     from loraweek.tiny_model import ensure_ci_model
@@ -71,15 +80,25 @@ def main(argv=None) -> int:
         with Timer() as build:
             ensure_ci_model()
         print(f"ci model {'found in the cache' if cached else 'build (tokenizer + pretraining)'}: {build}")
-    with Timer() as training, tempfile.TemporaryDirectory() as out:
-        result = run_qlora(profile, out, resume=False, progress=False, batching=a.batching)
-    print(f"Day 2 training run: {training} (trainer: {result.report})")
-
-    splits = schema.load_splits()
-    model, tokenizer = result.model, None
     from loraweek.models import load_tokenizer
-    tokenizer = load_tokenizer(profile)
-    table = {}
+
+    if changes or a.batching != "padded":  # not the profile's recipe: train it here, not into the cache
+        with Timer() as training, tempfile.TemporaryDirectory() as out:
+            result = run_qlora(profile, out, resume=False, progress=False, batching=a.batching)
+        print(f"Day 2 training run: {training} (trainer: {result.report})")
+        model = result.model
+    else:
+        from loraweek.finetuned import course_adapter, load_course_model
+
+        with Timer() as training:
+            adapter = course_adapter(profile, progress=False)
+        trained = json.loads((adapter / "recipe.json").read_text()).get("report", "(Day 2's adapter)")
+        print(f"course adapter {adapter} ({training}; trainer: {trained})")
+        model, _ = load_course_model(profile, progress=False)
+    model.eval()
+    splits = schema.load_splits()
+    tokenizer = load_tokenizer(profile, verbose=False)
+    table, outcomes = {}, {}
     for split in ("validation", "test"):
         examples = splits[split][: a.n]
         with Timer() as gen_t:
@@ -87,12 +106,44 @@ def main(argv=None) -> int:
                 base = generate_answers(model, tokenizer, examples, profile.max_new_tokens, batch_size=32)
             tuned = generate_answers(model, tokenizer, examples, profile.max_new_tokens, batch_size=32)
         print(f"{split}: generated {2 * len(examples)} answers in {gen_t}")
+        majority = majority_answers(splits["train"], examples)
         table[split] = {"base": score_answers(examples, base), "fine-tuned": score_answers(examples, tuned),
-                        "majority": score_answers(examples, majority_answers(splits["train"], examples))}
+                        "majority": score_answers(examples, majority)}
+        outcomes[split] = {name: report.score_system(examples, answers)
+                           for name, answers in (("base", base), ("fine-tuned", tuned), ("majority", majority))}
         print(f"  e.g. base:       {base[0][:100]!r}\n       fine-tuned: {tuned[0][:100]!r}")
 
     print("\n" + score_table(table))
+    print(f"\nwith 95% bootstrap intervals ({a.resamples} resamples, seed 0):")
+    for split, systems in outcomes.items():
+        print(f"{split} (n={len(splits[split][: a.n])})")
+        for metric in INTERVAL_METRICS:
+            cells = []
+            for name, scores in systems.items():
+                iv = scores.interval(metric, a.resamples)
+                cells.append(f"{name} {iv.estimate:.3f} [{iv.low:.3f}, {iv.high:.3f}]")
+            print(f"  {metric:<18} " + " | ".join(cells))
+    print(general_knowledge(model, tokenizer))
     return 0
+
+
+INTERVAL_METRICS = ("json_valid", "intent_accuracy", "priority_accuracy", "language_accuracy", "intent_macro_f1")
+
+
+def general_knowledge(model, tokenizer) -> str:
+    """Day 4's general multiple-choice set, scored by log-likelihood, with the adapter off and on."""
+    from loraweek.metrics import loglik, probe_sets, stats
+
+    items = [{"context": f"Question: {q['question']}\nAnswer:", "choices": q["choices"], "answer": q["answer"]}
+             for q in probe_sets.load_mcq("general")]
+    with model.disable_adapter():
+        before = loglik.score_multiple_choice(model, tokenizer, items)
+    after = loglik.score_multiple_choice(model, tokenizer, items)
+    lines = [f"\ngeneral multiple-choice set ({before.n} items, log-likelihood, normalised by {before.normalisation}):"]
+    for name, r in (("base", before), ("fine-tuned", after)):
+        iv = stats.mean_ci([float(c) for c in r.correct_norm])
+        lines.append(f"  {name:<11} acc {r.acc:.3f}  acc_norm {r.acc_norm:.3f} [{iv.low:.3f}, {iv.high:.3f}]")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,13 @@
     python shared/benchmarks/verify_course.py --profile gpu --memory-gb 0 --no-fp16   # bf16, no cap
     # a CPU: the plumbing only, with the shrunk shape (same vocabulary and tokenizer, tiny body)
     python shared/benchmarks/verify_course.py --shrink --only day1 --only day2
+    # a CPU profile at its own sizes: the laptop profile on SmolLM2, or on any model folder
+    python shared/benchmarks/verify_course.py --profile laptop
+    python shared/benchmarks/verify_course.py --profile laptop --model DIR --only day2
+
+The CPU profiles (ci, laptop) run at their own sizes on their own model unless told otherwise;
+a GPU profile asked for on a CPU runs the shrunk Qwen shape at grading sizes (its own sizes
+would take hours there).
 
 Per notebook it prints: wall time, peak GPU memory (allocated and reserved; peak resident memory
 on a CPU), training tokens/s (the notebook's SUMMARY `tokens_per_s`), pass/fail.
@@ -33,6 +40,7 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
 
 from loraweek.course import BUILD, course_notebooks, execute_notebook  # noqa: E402
+from loraweek.profiles import CPU_PROFILES, PROFILE_NAMES  # noqa: E402
 
 T4_USABLE_GB = 15.0
 STATS_ENV = "VERIFY_STATS_FILE"
@@ -113,25 +121,41 @@ def main(argv=None) -> int:
 
     gpu = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default="colab" if gpu else "ci", help="ci / colab / gpu (default: colab on a GPU)")
-    p.add_argument("--model", help="a model folder (default: build the Qwen-shaped one under build/verify/)")
+    p.add_argument("--profile", default="colab" if gpu else "ci", choices=PROFILE_NAMES,
+                   help="ci / laptop / colab / gpu (default: colab on a GPU, else ci)")
+    p.add_argument("--model", help="a model folder (default: the ci and laptop profiles' own model; for colab/gpu "
+                                   "the Qwen-shaped one built under build/verify/)")
     p.add_argument("--shrink", action="store_true", help="build the shrunk shape (the default on a CPU)")
     p.add_argument("--memory-gb", type=float, default=T4_USABLE_GB, help="GPU memory cap in GiB; 0 = none")
     p.add_argument("--no-fp16", action="store_true", help="do not force fp16 (bf16 where the GPU has it)")
     p.add_argument("--grading-sizes", action="store_true",
-                   help="the smallest sizes (NBGRADER_EXECUTION is set: profile ci); the default on a CPU")
+                   help="the smallest sizes (NBGRADER_EXECUTION is set: profile ci); the default for a GPU "
+                        "profile run on a CPU")
     p.add_argument("--only", action="append", default=[], help="run notebooks whose name contains this (repeatable)")
     p.add_argument("--out", default=str(BUILD / "verify"))
     a = p.parse_args(argv)
-    shrink = a.shrink or not gpu
-    grading = a.grading_sizes or not gpu
-    model = Path(a.model).resolve() if a.model else model_folder(shrink)
+    cpu_profile = a.profile in CPU_PROFILES  # runs on the CPU at its own sizes, on a GPU machine too
+    shrink = a.shrink or (not gpu and not cpu_profile)
+    grading = a.grading_sizes or (not gpu and not cpu_profile)
+    if a.model:
+        model = Path(a.model).resolve()
+    elif cpu_profile and not a.shrink:  # the profile's own model: the ci toy or SmolLM2 (each built once)
+        from loraweek.models import resolve_model_path
+        from loraweek.profiles import get_profile
+        model = Path(resolve_model_path(get_profile(a.profile).model_id))
+    else:
+        model = model_folder(shrink)
     if not (model / "config.json").exists():
         p.error(f"--model {model}: no config.json there (expected a model folder)")
     out = Path(a.out) / (a.profile + ("-grading" if grading else ""))
-    os.environ.update(LORAWEEK_MODEL=str(model), LORAWEEK_PROFILE=a.profile,
-                      VERIFY_GPU_MEMORY_GB=str(a.memory_gb if gpu else 0),
-                      VERIFY_FORCE_FP16="0" if a.no_fp16 else "1")
+    own_model = cpu_profile and not a.model and not a.shrink
+    if own_model:
+        os.environ.pop("LORAWEEK_MODEL", None)  # the profile resolves its own model, as a student's run does
+    else:
+        os.environ["LORAWEEK_MODEL"] = str(model)
+    os.environ.update(LORAWEEK_PROFILE=a.profile,
+                      VERIFY_GPU_MEMORY_GB=str(a.memory_gb if gpu and not cpu_profile else 0),
+                      VERIFY_FORCE_FP16="0" if a.no_fp16 or cpu_profile else "1")
     if grading:
         os.environ["NBGRADER_EXECUTION"] = "autograde"  # loraweek.profiles: ci at GRADING_SIZES
     shape = json.loads((model / "loraweek_shape.json").read_text()) if (model / "loraweek_shape.json").exists() else {}
@@ -148,7 +172,8 @@ def main(argv=None) -> int:
             os.environ[STATS_ENV] = str(stats)
             print(f"running {nb.name} ...", flush=True)
             t0 = time.perf_counter()
-            run = execute_notebook(with_preamble(nb, Path(tmp)), out, a.profile)
+            run = execute_notebook(with_preamble(nb, Path(tmp)), out, a.profile,
+                                   cell_timeout=900 if a.profile == "ci" or grading else 3600)
             wall = time.perf_counter() - t0
             peak = json.loads(stats.read_text()) if stats.exists() else {}
             over = gpu and a.memory_gb > 0 and peak.get("gpu_reserved_mb", 0) > a.memory_gb * 1024

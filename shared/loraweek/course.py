@@ -109,7 +109,11 @@ def format_table(runs: list[NotebookRun]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default=os.environ.get("LORAWEEK_PROFILE"), help="ci / colab / gpu (default: hardware)")
+    p.add_argument("--profile", default=os.environ.get("LORAWEEK_PROFILE"),
+                   help="ci / laptop / colab / gpu (default: $LORAWEEK_PROFILE, else from the hardware)")
+    p.add_argument("--cell-timeout", type=int, default=None,
+                   help="seconds one cell may run (default 900 for ci; 3600 for the real models, whose "
+                        "training cell runs for many minutes on a CPU)")
     p.add_argument("--only", default="", help="run only notebooks whose name contains this")
     p.add_argument("--out", default=str(BUILD / "course"))
     a = p.parse_args(argv)
@@ -118,7 +122,8 @@ def main(argv=None) -> int:
         if a.only not in nb.name:
             continue
         print(f"running {nb.relative_to(REPO)} ...", flush=True)
-        runs.append(execute_notebook(nb, Path(a.out), a.profile, progress=True))
+        timeout = a.cell_timeout or (900 if a.profile in (None, "ci") else 3600)
+        runs.append(execute_notebook(nb, Path(a.out), a.profile, cell_timeout=timeout, progress=True))
         print(f"  {'ok' if runs[-1].ok else 'FAILED'} in {runs[-1].seconds:.0f} s -> {runs[-1].output.relative_to(REPO) if runs[-1].output.is_relative_to(REPO) else runs[-1].output}", flush=True)
     print("\nCourse summary\n" + format_table(runs))
     return 0 if runs and all(r.ok for r in runs) else 1

@@ -34,7 +34,7 @@ DAY2_FOLDER = "day2"
 RECIPE_FILE = "recipe.json"
 # Profile fields that change what training produces (the model id is covered by base_identity).
 TRAINING_SIZES = ("max_seq_len", "train_examples", "max_steps", "batch_size", "grad_accum",
-                  "learning_rate", "lora_r", "lora_alpha")
+                  "learning_rate", "lora_r", "lora_alpha", "quantization")
 
 
 def adapters_root() -> Path:
@@ -159,18 +159,21 @@ def course_adapter(profile: Profile | None = None, progress: bool = True) -> Pat
                       f"({profile.max_steps} QLoRA steps on {profile.model_id}) into {target} ...")
 
 
-def load_base_model(profile: Profile | None = None, quantization: str | None = "nf4"):
-    """(base model in eval mode, tokenizer): the 'before' side of before/after."""
+def load_base_model(profile: Profile | None = None, quantization: str | None = "profile"):
+    """(base model in eval mode, tokenizer): the 'before' side of before/after.  `quantization`: "nf4",
+    "int8", None, or "profile" (default): the base the profile's course adapter was trained on."""
     from loraweek.models import load_model, load_tokenizer
 
     profile = profile or get_profile()
+    if quantization == "profile":
+        quantization = profile.quantization
     tokenizer = load_tokenizer(profile)
     model = load_model(profile, quantization=quantization)
     model.config.use_cache = True  # inference: the KV cache makes generation fast
     return model.eval(), tokenizer
 
 
-def load_course_model(profile: Profile | None = None, quantization: str | None = "nf4", progress: bool = True):
+def load_course_model(profile: Profile | None = None, quantization: str | None = "profile", progress: bool = True):
     """(PeftModel in eval mode, tokenizer) = base from loraweek.models + the course adapter."""
     from peft import PeftModel
 

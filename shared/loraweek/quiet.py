@@ -7,6 +7,10 @@
 * peft 0.21.2 reads ``model.is_gradient_checkpointing``, which transformers 5.23 renamed
   (``is_activation_checkpointing``) with a FutureWarning; that call is inside peft, not ours.
   The course's own calls use the new names (activation_checkpointing in TrainingArguments).
+* transformers' "Loading weights" / "Writing model shards" bars: a model loads in about a second
+  here, and an executed notebook keeps the bar's first frame ("0/272"), a stuck bar in every cell
+  that loads a model.  Only transformers' own bars are switched off; training's bar (the Trainer's
+  ProgressCallback uses tqdm directly) and the course's bars stay.
 """
 from __future__ import annotations
 
@@ -31,3 +35,6 @@ def quiet_library_noise() -> None:
     if not any(isinstance(f, _DropMessage) for f in logger.filters):
         logger.addFilter(_DropMessage(_BNB_KERNEL_NOISE))
     warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
