@@ -110,7 +110,7 @@ _SIZES = {
     #   scaled by matmul GFLOP/s, ~30 s on issue 24's 102 GFLOP/s laptop, so 30 steps ~15 min.
     "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
                    eval_examples=48, max_steps=30, batch_size=2, grad_accum=4, learning_rate=5e-4, lora_r=16,
-                   lora_alpha=32, sweep_steps=4, sweep_points=2, eval_every=15, save_every=15,
+                   lora_alpha=32, sweep_steps=4, sweep_points=1, eval_every=15, save_every=15,
                    gradient_checkpointing=False, max_new_tokens=160, score_examples=64),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
