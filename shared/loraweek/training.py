@@ -222,6 +222,9 @@ def training_arguments(profile: Profile, output_dir, max_steps: int, learning_ra
         activation_checkpointing=profile.gradient_checkpointing,  # transformers 5.23's name (was gradient_*)
         activation_checkpointing_kwargs={"use_reentrant": False},
         report_to="none", disable_tqdm=not progress,
+        # evaluation needs only the loss: without this the Trainer gathers every batch's logits
+        # (49,152 floats per labelled position on SmolLM2) for metrics nobody computes
+        prediction_loss_only=True,
         remove_unused_columns=False,  # our dataset is a plain list of dicts
     )
 
