@@ -29,7 +29,14 @@ from loraweek.serving.structured import ROUTING_SCHEMA, StructuredOutput, mask_l
 from test_serving import MESSAGES, MODEL, ask, client, metric  # noqa: F401  (client: a fixture)
 
 OOD = SHORT_MESSAGES[:12]
-ROUTING_FORMAT = {"type": "json_schema", "json_schema": {"name": "routing", "schema": ROUTING_SCHEMA, "strict": True}}
+
+
+def schema_format(schema, name: str = "x") -> dict:
+    """OpenAI's response_format for a JSON Schema."""
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+ROUTING_FORMAT = schema_format(ROUTING_SCHEMA, "routing")
 
 
 def ask_all(client, messages, **kw):    # noqa: F811  (client: the fixture's value)
@@ -75,15 +82,13 @@ def test_a_clients_own_schema_is_honoured(client):  # noqa: F811
         "stars": {"type": "integer", "minimum": 1, "maximum": 5},
         "tags": {"type": "array", "items": {"enum": ["vi", "en"]}, "minItems": 1, "maxItems": 2},
         "kind": {"const": "ticket"}}, "required": ["code", "stars", "tags", "kind"], "additionalProperties": False}
-    fmt = {"type": "json_schema", "json_schema": {"name": "ticket", "schema": schema}}
-    for r in ask_all(client, OOD[:4], response_format=fmt):
+    for r in ask_all(client, OOD[:4], response_format=schema_format(schema)):
         jsonschema.validate(json.loads(r.choices[0].message.content), schema)
 
 
 def test_streaming_with_response_format_gives_valid_json(client):  # noqa: F811
     for fmt, check in (({"type": "json_object"}, parse_answer), (ROUTING_FORMAT, parse_answer),
-                       ({"type": "json_schema", "json_schema": {"name": "t", "schema": Ticket.model_json_schema()}},
-                        Ticket.model_validate_json)):
+                       (schema_format(Ticket.model_json_schema()), Ticket.model_validate_json)):
         chunks = list(ask(client, "???", max_tokens=160, stream=True, response_format=fmt))
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert check(text), text
@@ -105,7 +110,7 @@ def test_min_tokens_yields_to_a_completed_grammar(client):  # noqa: F811
 
 def test_an_unsatisfiable_schema_ends_the_answer_instead_of_failing(client):  # noqa: F811
     schema = {"type": "object", "required": ["a"], "additionalProperties": False}   # compiles; nothing fits
-    r = ask(client, "hi", max_tokens=16, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    r = ask(client, "hi", max_tokens=16, response_format=schema_format(schema))
     assert r.choices[0].finish_reason == "stop" and len(r.choices[0].message.content) < 16
 
 
@@ -116,15 +121,12 @@ REFUSED = [
     (dict(tools=[{"type": "function", "function": {"name": "route", "parameters": {"type": "object"}}}]), "tools"),
     (dict(tool_choice="auto"), "tool_choice"),
     (dict(response_format={"type": "json_schema"}), "response_format.json_schema"),
-    (dict(response_format={"type": "json_schema", "json_schema": {"name": "bad name!", "schema": {}}}),
-     "response_format.json_schema.name"),
-    (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": [1, 2]}}), SCHEMA_PARAM),
+    (dict(response_format=schema_format({}, name="bad name!")), "response_format.json_schema.name"),
     (dict(response_format={"type": "json_schema", "json_schema": {"name": "x"}}), SCHEMA_PARAM),
-    (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "foo"}}}), SCHEMA_PARAM),
-    (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "("}}}),
-     SCHEMA_PARAM),
-    (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
-        "type": "object", "properties": {"a": {"type": "array", "uniqueItems": True}}}}}), SCHEMA_PARAM),
+    (dict(response_format=schema_format([1, 2])), SCHEMA_PARAM),
+    (dict(response_format=schema_format({"type": "foo"})), SCHEMA_PARAM),
+    (dict(response_format=schema_format({"type": "string", "pattern": "("})), SCHEMA_PARAM),
+    (dict(response_format=schema_format({"properties": {"a": {"type": "array", "uniqueItems": True}}})), SCHEMA_PARAM),
 ]
 
 
@@ -181,8 +183,7 @@ def test_min_tokens_never_picks_a_token_the_grammar_forbids():
 def test_a_slow_compile_is_a_400_not_a_hang(grammars, monkeypatch):
     _, out = grammars
     monkeypatch.setattr(structured, "COMPILE_TIMEOUT_S", 1e-4)
-    fmt = ResponseFormat.model_validate({"type": "json_schema", "json_schema": {
-        "name": "slow", "schema": {"type": "string", "pattern": "(a|b)*c{5,400}"}}})
+    fmt = ResponseFormat.model_validate(schema_format({"type": "string", "pattern": "(a|b)*c{5,400}"}))
     with pytest.raises(APIError) as err:
         asyncio.run(out.grammar_for(fmt))
     assert err.value.status == 400 and err.value.param == SCHEMA_PARAM and "did not compile" in err.value.message

@@ -34,7 +34,8 @@ from loraweek.serving.structured import ROUTING_SCHEMA  # noqa: E402
 MODES = {
     "free text": None,
     "json_object": {"type": "json_object"},
-    "json_schema": {"type": "json_schema", "json_schema": {"name": "routing", "schema": ROUTING_SCHEMA, "strict": True}},
+    "json_schema": {"type": "json_schema",
+                    "json_schema": {"name": "routing", "schema": ROUTING_SCHEMA, "strict": True}},
 }
 
 
@@ -68,7 +69,8 @@ def run(client, model: str, messages: list[str], fmt, clients: int, max_tokens: 
 def row(mode: str, name: str, results: list[dict], wall: float, intents: list[str] | None) -> str:
     n = len(results)
     parsed = [parse_answer(r["text"]) for r in results]
-    acc = "-" if intents is None else f"{sum(p is not None and p['intent'] == t for p, t in zip(parsed, intents)) / n:.0%}"
+    right = None if intents is None else sum(p is not None and p["intent"] == t for p, t in zip(parsed, intents))
+    acc = "-" if right is None else f"{right / n:.0%}"
     tokens = sum(r["tokens"] for r in results)
     return (f"| {mode} | {name} | {n} | {sum(bool(r['error']) for r in results)} "
             f"| {sum(is_json(r['text']) for r in results) / n:.0%} | {sum(p is not None for p in parsed) / n:.0%} "
@@ -81,7 +83,8 @@ def main(argv=None) -> int:
     p.add_argument("--adapter", help="adapter folder (default: the course's fine-tuned adapter)")
     p.add_argument("--profile", default="ci")
     p.add_argument("--n-test", type=int, default=200, help="held-out test messages (at most 400)")
-    p.add_argument("--n-ood", type=int, default=50, help=f"short out-of-distribution messages (at most {len(SHORT_MESSAGES)})")
+    p.add_argument("--n-ood", type=int, default=50,
+                   help=f"short out-of-distribution messages (at most {len(SHORT_MESSAGES)})")
     p.add_argument("--max-tokens", type=int, default=128, help="the server's default max_tokens")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--server-args", default="", help="extra arguments for python -m loraweek.serve")
