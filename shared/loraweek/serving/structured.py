@@ -98,7 +98,7 @@ def _compiler_message(exc: Exception) -> str:
     return _LOG_PREFIX.sub("", lines[0] if lines else type(exc).__name__)
 
 
-def _refuse(problem: str):
+def _schema_error(problem: str):
     return bad_request(f"Invalid '{SCHEMA_PARAM}': {problem}. Expected a JSON Schema object that this server can "
                        "enforce (type, properties, required, enum, const, anyOf, items, pattern, $ref/$defs, ...).",
                        param=SCHEMA_PARAM, code="invalid_json_schema")
@@ -164,12 +164,12 @@ class StructuredOutput:
         schema = fmt.json_schema.schema_
         problem = schema_problem(schema)
         if problem:
-            raise _refuse(problem)
+            raise _schema_error(problem)
         work = asyncio.get_running_loop().run_in_executor(self._pool, self.compile, schema)
         try:
             return await asyncio.wait_for(work, COMPILE_TIMEOUT_S)   # xgrammar releases the GIL meanwhile
         except asyncio.TimeoutError:
-            raise _refuse(f"it did not compile within {COMPILE_TIMEOUT_S:.0f} s (long bounded repetitions "
+            raise _schema_error(f"it did not compile within {COMPILE_TIMEOUT_S:.0f} s (long bounded repetitions "
                           "such as 'a{5,9000}' in a pattern are expensive)") from None
         except (RuntimeError, ValueError) as exc:      # how xgrammar reports a schema it cannot compile
-            raise _refuse(_compiler_message(exc)) from None
+            raise _schema_error(_compiler_message(exc)) from None
