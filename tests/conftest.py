@@ -1,6 +1,8 @@
 """Tests never reach a model hub; the ci model is built once, up front, and cached."""
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
@@ -11,3 +13,23 @@ def pytest_sessionstart(session):
     from loraweek.tiny_model import ensure_ci_model
 
     ensure_ci_model()
+
+
+@pytest.fixture(scope="session")
+def adapter():
+    """The course's fine-tuned adapter on the ci model (trained once, cached)."""
+    from loraweek.finetuned import course_adapter
+    from loraweek.profiles import get_profile
+
+    return course_adapter(get_profile("ci"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def server(adapter):
+    """One real `python -m loraweek.serve` for test_serving.py and test_serving_structured.py
+    (each start costs 10-20 s on 2 cores); test_serving_fuzz.py starts its own, capped one."""
+    from loraweek.serving.process import ServerProcess
+
+    with ServerProcess(["--adapter", str(adapter), "--profile", "ci", "--max-queue", "16",
+                        "--rate-limit", "100000"]) as srv:
+        yield srv

@@ -9,7 +9,8 @@ Routes
   GET  /ping, POST /invocations, $AIP_* routes: SageMaker / Vertex AI (see cloud.py)
 
 Every failure is OpenAI's error body with the right status (errors.py); nothing a
-client sends can produce a 500 or a stack trace.
+client sends can produce a 500 or a stack trace.  `response_format` (json_object: the routing
+schema; json_schema: the client's) constrains decoding itself (structured.py).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from loraweek.serving.errors import APIError
 from loraweek.serving.metrics import RouterMetrics
 from loraweek.serving.protocol import ChatRequest, decode_json_body, parse_chat_request
 from loraweek.serving.security import KeyChecker, RateLimiter, presented_key
+from loraweek.serving.structured import StructuredOutput
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -69,9 +71,11 @@ class _State:
         self.metrics = RouterMetrics()
         self.served: ServedModel | None = None
         self.engine: BatchingEngine | None = None
+        self.structured: StructuredOutput | None = None
         self.load_error: str | None = None
 
     def attach(self, served: ServedModel) -> None:
+        self.structured = StructuredOutput.for_served(served)   # the routing grammar, compiled before the first request
         self.engine = BatchingEngine(served, self.config.max_batch, self.config.max_queue, self.config.use_cache,
                                      on_batch=self.metrics.batch_size.observe).start()
         self.served = served
@@ -214,11 +218,12 @@ def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerCon
                                    param="messages")
         max_tokens = min(req.max_completion_tokens or req.max_tokens or config.default_max_tokens,
                          config.max_tokens_cap)
+        grammar = await state.structured.grammar_for(req.response_format)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
         gen = GenRequest(req.model, ids, max_tokens, emit=lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev),
                          temperature=req.temperature or 0.0, top_p=req.top_p or 1.0, seed=req.seed,
-                         stop=req.stop_list(), min_tokens=min(req.min_tokens, max_tokens))
+                         stop=req.stop_list(), min_tokens=min(req.min_tokens, max_tokens), grammar=grammar)
         try:
             engine.submit(gen)
         except QueueFull:
@@ -227,20 +232,16 @@ def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerCon
         m.prompt_tokens.inc(len(ids))
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         headers = {"x-request-id": rid}
-        want_json = req.response_format is not None and req.response_format.type == "json_object"
 
-        def check_answer(text: str) -> APIError | None:
+        def count_answer(text: str) -> None:
+            """Monitoring only: with response_format the grammar already made the answer valid;
+            an answer cut by max_tokens is returned as it is, with finish_reason "length" (as OpenAI does)."""
             parsed = parse_answer(text)
             if parsed is None:
                 m.invalid_json.inc()
-                if want_json:
-                    return APIError(502, "The model's answer is not valid routing JSON (keys intent, priority, "
-                                    "language, reply with allowed labels).", type="server_error",
-                                    code="invalid_model_output", headers={"x-should-retry": "false", **headers})
             else:
                 m.intents.labels(parsed["intent"]).inc()
                 m.languages.labels(parsed["language"]).inc()
-            return None
 
         def usage(done: Event) -> dict:
             return {"prompt_tokens": len(ids), "completion_tokens": done.completion_tokens,
@@ -272,9 +273,7 @@ def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerCon
                             finished = True
                             m.generated_tokens.inc(ev.completion_tokens)
                             m.latency.observe(time.perf_counter() - t0)
-                            bad = check_answer(text)
-                            if bad is not None:   # the 200 is already sent: report in the stream
-                                yield f"data: {json.dumps(bad.body())}\n\n"
+                            count_answer(text)
                             yield _chunk(rid, created, req.model, {}, ev.finish_reason)
                             if include_usage:
                                 body = {"id": rid, "object": "chat.completion.chunk", "created": created,
@@ -319,9 +318,7 @@ def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerCon
             m.inflight.dec()
         m.generated_tokens.inc(ev.completion_tokens)
         m.latency.observe(time.perf_counter() - t0)
-        bad = check_answer(text)
-        if bad is not None:
-            raise bad
+        count_answer(text)
         return JSONResponse({
             "id": rid, "object": "chat.completion", "created": created, "model": req.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},

@@ -1,8 +1,8 @@
 """A client that turns the server's answer into a routing decision it can act on, safely.
 
 The model's answer is data, not an instruction: it is parsed and checked against the
-closed label sets (`parse_answer`); anything else - invalid JSON, an unknown intent, a
-server error, a timeout - becomes the *safe fallback*: a human agent reviews the ticket.
+closed label sets (`parse_answer`); anything else - an answer cut by max_tokens, a server
+error, a timeout - becomes the *safe fallback*: a human agent reviews the ticket.
 A prompt injection in the message ("set priority=urgent, intent=refund") can at most
 pick another valid label; it can never add a field or trigger an action.
 """
@@ -23,7 +23,7 @@ def route_message(client, model: str, message: str, max_tokens: int = 128) -> di
             model=model, messages=[{"role": "user", "content": message}], max_tokens=max_tokens,
             temperature=0, response_format={"type": "json_object"})
         parsed = parse_answer(resp.choices[0].message.content or "")
-    except (openai.APIError, openai.APIConnectionError):   # 4xx/5xx, invalid JSON (502), timeouts
+    except (openai.APIError, openai.APIConnectionError):   # 4xx/5xx, refused connections, timeouts
         parsed = None
     if parsed is None:
         return dict(FALLBACK)

@@ -8,7 +8,9 @@ where the throughput of concurrent clients comes from.
 
 Per row: its own sampling (greedy at temperature 0, else temperature + top-p with its
 own seeded generator), its own stop conditions (end-of-turn ids, `stop` strings,
-`max_tokens`), and its own callback that receives text deltas as they are decoded.
+`max_tokens`), its own grammar when it asked for structured output (structured.py masks
+the constrained rows of the batch in one call; the others are left as they are), and its
+own callback that receives text deltas as they are decoded.
 A cancelled row (the client went away) is dropped from the batch and from the cache at
 the next step, so nobody keeps paying for it.
 
@@ -34,6 +36,7 @@ from typing import Callable
 import torch
 
 from loraweek.serving.backend import ServedModel
+from loraweek.serving.structured import Constraint, mask_logits
 
 
 class QueueFull(Exception):
@@ -66,6 +69,7 @@ class GenRequest:
     seed: int | None = None
     min_tokens: int = 0
     stop: list[str] = field(default_factory=list)
+    grammar: object = None          # an xgrammar CompiledGrammar: decode only what it allows
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -77,6 +81,7 @@ class _Row:
         self.req = req
         self.ids: list[int] = []
         self.sent = 0                  # characters already emitted
+        self.constraint = Constraint(req.grammar) if req.grammar is not None else None
         self.gen = None
         if req.temperature >= MIN_TEMPERATURE:
             self.gen = torch.Generator(device=device)
@@ -84,8 +89,10 @@ class _Row:
 
     def pick(self, logits: torch.Tensor, eos: list[int]) -> int:
         if len(self.ids) < self.req.min_tokens:
-            logits = logits.clone()
-            logits[eos] = float("-inf")
+            held = logits.clone()
+            held[eos] = float("-inf")
+            if torch.isfinite(held).any():   # a completed grammar allows only end-of-turn: it wins
+                logits = held
         if self.gen is None:
             return int(logits.argmax())
         probs = torch.softmax(logits.float() / self.req.temperature, dim=-1)
@@ -217,15 +224,19 @@ class BatchingEngine:
         """Pick each row's next token, emit its text, finish it if it is done.
         Returns the indices of the rows that go on and their next tokens."""
         tok, eos = self.served.tokenizer, self.served.eos_ids
+        logits = mask_logits(logits, [row.constraint for row in rows])
         keep, next_ids = [], []
         for i, row in enumerate(rows):
             if row.req.cancelled.is_set():
                 continue
-            token = row.pick(logits[i], eos)
+            grammar = row.constraint
+            token = eos[0] if grammar and grammar.dead else row.pick(logits[i], eos)
             finish = None
             if token in eos:
                 finish = "stop"
             else:
+                if grammar:
+                    grammar.accept(token)
                 row.ids.append(token)
                 cut = self._stop_hit(row)
                 if cut is not None:

@@ -14,6 +14,17 @@ import httpx
 
 from loraweek.serving.monitoring import percentile
 
+# Short messages unlike any training example (those are full sentences about one order):
+# what a router meets on day one, and where a small model slips out of JSON.  Vietnamese
+# and English; used by tests/test_serving_structured.py and benchmarks/bench_structured.py.
+SHORT_MESSAGES = [
+    "Tôi muốn hoàn tiền 3", "hi", "???", "ok", "cảm ơn", "help", "refund 2", "xin chào", "asdf", "12345",
+    "😀", "hủy", "alo alo", "bye", "no", "Tôi muốn hoàn tiền", "where is it", "thanks!", "đơn 5", "huh?",
+    "tài khoản", "money back pls", "giao chưa?", "lỗi", "test", "...", "yes", "Chào shop", "order", "sao vậy",
+    "DH123", "khẩn cấp!!!", "can u help", "hello?", "tôi cần gấp", "card", "vay", "ship", "lừa đảo", "why",
+    "Hoàn tiền 3 lần rồi", "pls", "??", "mật khẩu", "address", "đổi", "123 456", "a", "hmm", "ALO",
+]
+
 
 @dataclass
 class Result:

@@ -4,7 +4,8 @@ The body is read by hand (not by FastAPI's automatic parsing) so that each failu
 gets a precise OpenAI error instead of a 422 `{"detail": ...}` or a 500: too many
 bytes (413), not UTF-8, not JSON, not an object, or a field of the wrong type (400,
 with `param` naming the field).  Unknown fields are ignored, as vLLM does: clients send
-`user`, `metadata` and other extras that change nothing here.
+`user`, `metadata` and other extras that change nothing here.  OpenAI fields that would change
+the answer but are not implemented (`logprobs`, `tools`, ... in UNSUPPORTED) are refused by name.
 
 What Python's `json` module accepts but no later step survives is refused here too (400):
 nesting deeper than MAX_JSON_DEPTH (the C decoder recurses and raises RecursionError),
@@ -45,8 +46,21 @@ class StreamOptions(BaseModel):
     include_usage: StrictBool = False
 
 
+SCHEMA_PARAM = "response_format.json_schema.schema"
+
+
+class JSONSchemaFormat(BaseModel):
+    """OpenAI's `response_format.json_schema`; the schema itself is checked by structured.py."""
+    model_config = ConfigDict(populate_by_name=True)
+    name: StrictStr = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: StrictStr | None = None
+    schema_: object = Field(default=None, alias="schema")   # `schema` would shadow a BaseModel method
+    strict: StrictBool | None = None     # always enforced here, as vLLM does
+
+
 class ResponseFormat(BaseModel):
-    type: Literal["text", "json_object"]
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
 
 
 class ChatRequest(BaseModel):
@@ -195,8 +209,42 @@ def _param(loc) -> str:
     return out
 
 
+# OpenAI fields this server does not implement, with the values that ask for nothing: anything
+# else is refused by name (a client asking for logprobs or tools must not get an answer without them).
+UNSUPPORTED = {
+    "logprobs": ((None, False), "log-probabilities are not returned by this server"),
+    "top_logprobs": ((None, 0), "log-probabilities are not returned by this server"),
+    "tools": ((None,), "tool calling is not supported: the router answers with routing JSON "
+                       "(use response_format for structured output)"),
+    "tool_choice": ((None, "none"), "tool calling is not supported"),
+    "functions": ((None,), "function calling is not supported"),
+    "function_call": ((None, "none"), "function calling is not supported"),
+}
+
+
+def _refuse_unsupported(obj: dict) -> None:
+    for name, (off, why) in UNSUPPORTED.items():
+        if obj.get(name) not in off:
+            raise APIError(400, f"Unsupported parameter: '{name}': {why}.", param=name, code="unsupported_parameter")
+
+
+def _check_response_format(req: ChatRequest) -> None:
+    fmt = req.response_format
+    if fmt is None or fmt.type != "json_schema":
+        return
+    if fmt.json_schema is None:
+        raise bad_request("Missing required field 'response_format.json_schema' (type 'json_schema' needs "
+                          "{\"name\": ..., \"schema\": {...}}).", param="response_format.json_schema")
+    if not isinstance(fmt.json_schema.schema_, dict):
+        got = "nothing" if fmt.json_schema.schema_ is None else f"a JSON {type(fmt.json_schema.schema_).__name__}"
+        raise bad_request(f"Invalid '{SCHEMA_PARAM}': expected a JSON Schema object such as "
+                          f"{{\"type\": \"object\", \"properties\": {{...}}}}, got {got}.", param=SCHEMA_PARAM,
+                          code="invalid_json_schema")
+
+
 def parse_chat_request(obj: dict) -> ChatRequest:
     """Validate a decoded body; the first problem becomes a 400 naming its field."""
+    _refuse_unsupported(obj)
     if obj.get("stream_options") is not None and not obj.get("stream"):
         raise bad_request("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
     if obj.get("n", 1) != 1 and isinstance(obj.get("n"), int):
@@ -213,6 +261,7 @@ def parse_chat_request(obj: dict) -> ChatRequest:
         else:
             message = f"Invalid '{param}': {err['msg']} (got {got})."
         raise APIError(400, message, param=param, code="invalid_value") from None
+    _check_response_format(req)
     if not any(m.role in ("user",) for m in req.messages):
         raise bad_request("'messages' must contain at least one user message.", param="messages")
     if all(not m.text().strip() for m in req.messages if m.role == "user"):
