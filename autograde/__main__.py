@@ -56,6 +56,15 @@ def _feedback_args(p):
                    help="nbgrader's own feedback: test cells with their hidden code and full tracebacks")
 
 
+def _repo_arg(value: str) -> str:
+    from .publish import validate_repo
+
+    try:
+        return validate_repo(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograde", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -65,6 +74,9 @@ def main(argv=None) -> int:
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR)
     p.add_argument("--release", type=Path, default=RELEASE_DIR)
     p.add_argument("--update", action="store_true", help="write the generated notebooks")
+    p.add_argument("--repo", type=_repo_arg, default=None, metavar="ORG/NAME",
+                   help="publish from this GitHub repository: rewrite every Colab badge, setup cell and the "
+                        "README/CONTRIBUTING links, set pyproject.toml's [tool.loraweek] repo, then --update")
 
     p = sub.add_parser("collect", help="place submissions (zip or folder) for grading")
     _course_args(p)
@@ -99,7 +111,7 @@ def main(argv=None) -> int:
 
     if a.step == "release":
         from . import release
-        return release.run(a.solutions, a.release, update=a.update)
+        return release.run(a.solutions, a.release, update=a.update, repo=a.repo)
 
     from .course import prepare_course
     prepare_course(a.course_dir, a.solutions)

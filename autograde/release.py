@@ -3,6 +3,10 @@ generate_assignment in a temporary course, and fail if they differ from what is 
 
     python -m autograde release            # check: exit 1 and a diff summary on drift
     python -m autograde release --update   # write the generated notebooks into weeks/week06
+    python -m autograde release --repo ORG/NAME   # publish from another GitHub repository, then --update
+
+The check also fails when a published file (README.md, CONTRIBUTING.md, a notebook's badge or setup
+cell) names another repository than pyproject.toml's [tool.loraweek] repo (autograde/publish.py).
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import RELEASE_DIR, SOLUTIONS_DIR
+from . import REPO_ROOT, RELEASE_DIR, SOLUTIONS_DIR, publish
 from .course import generate_assignment
 
 IGNORED = (".ipynb_checkpoints", "__pycache__")
@@ -80,8 +84,20 @@ def compare(generated: Path, committed: Path) -> list[str]:
     return problems
 
 
-def run(solutions: Path = SOLUTIONS_DIR, release: Path = RELEASE_DIR, update: bool = False) -> int:
-    solutions, release = Path(solutions).resolve(), Path(release).resolve()
+def run(solutions: Path = SOLUTIONS_DIR, release: Path = RELEASE_DIR, update: bool = False,
+        repo: str | None = None, root: Path = REPO_ROOT) -> int:
+    """Check (or with `update`, write) `release` against what nbgrader generates from `solutions`.
+    `repo` (ORG/NAME): first point every published file of `root` at that repository (implies
+    `update`).  The check of the course's own solutions folder also checks the published files."""
+    solutions, release, root = Path(solutions).resolve(), Path(release).resolve(), Path(root).resolve()
+    own = solutions == (root / "solutions" / SOLUTIONS_DIR.name).resolve()
+    check_published = bool(repo) or (own and not update)   # --update alone writes, as it always did
+    if repo:
+        old = publish.configured_repo(root)
+        changed = publish.set_repo(repo, root, also=() if own else sorted(solutions.glob("*.ipynb")))
+        print(f"release: {old} -> {repo}: rewrote {len(changed)} file(s)"
+              + "".join(f"\n  {p.relative_to(root) if p.is_relative_to(root) else p}" for p in changed))
+        update = True
     if not list(solutions.glob("*.ipynb")):
         print(f"release: no notebooks in {solutions}", file=sys.stderr)
         return 1 if files(release) else 0
@@ -98,12 +114,21 @@ def run(solutions: Path = SOLUTIONS_DIR, release: Path = RELEASE_DIR, update: bo
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, dest)
             print(f"release: wrote {len(files(generated))} file(s) into {release}")
-            return 0
-        problems = compare(generated, release)
+            problems = []
+        else:
+            problems = compare(generated, release)
     if problems:
         print("release: the student notebooks drifted from solutions/:", file=sys.stderr)
         for p in problems:
             print(" - " + p, file=sys.stderr)
         return 1
+    published = publish.problems(root, solutions) if check_published else []
+    if published:
+        print(f"release: the published files disagree with {publish.PYPROJECT}'s repository:", file=sys.stderr)
+        for p in published:
+            print(" - " + p, file=sys.stderr)
+        return 1
+    if update:
+        return 0
     print(f"release: {release} is exactly what nbgrader generates from {solutions}")
     return 0

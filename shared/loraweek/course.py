@@ -49,8 +49,10 @@ def read_summary(nb) -> dict:
 
 
 def execute_notebook(path: Path, out_dir: Path, profile: str | None = None,
-                     cell_timeout: int = 900, progress: bool = False) -> NotebookRun:
-    """Execute one notebook with papermill in its own working folder under out_dir."""
+                     cell_timeout: int = 900, progress: bool = False,
+                     parameters: dict | None = None) -> NotebookRun:
+    """Execute one notebook with papermill in its own working folder under out_dir
+    (`parameters`: papermill parameters besides PROFILE)."""
     import nbformat
     import papermill as pm
 
@@ -62,6 +64,7 @@ def execute_notebook(path: Path, out_dir: Path, profile: str | None = None,
     work.mkdir(parents=True)
     output = out_dir / path.name
     params = {"PROFILE": profile} if profile else {}
+    params.update(parameters or {})
     t0 = time.perf_counter()
     error = ""
     try:
@@ -73,6 +76,24 @@ def execute_notebook(path: Path, out_dir: Path, profile: str | None = None,
     seconds = time.perf_counter() - t0
     summary = read_summary(nbformat.read(output, as_version=4)) if output.exists() else {}
     return NotebookRun(path.stem, seconds, not error, output, summary, error)
+
+
+def execute_notebooks(paths: list[Path], out_dir: Path, jobs: int = 1, parameters: dict | None = None,
+                      **kwargs) -> list[NotebookRun]:
+    """`execute_notebook` for each of `paths` (the same keyword arguments; `parameters`: notebook
+    name -> its papermill parameters), `jobs` at a time, each in a process of its own (papermill
+    changes its process's working folder).  Results in the order of `paths`."""
+    paths = [Path(p) for p in paths]
+    parameters = parameters or {}
+    if jobs <= 1 or len(paths) <= 1:
+        return [execute_notebook(p, out_dir, parameters=parameters.get(p.stem), **kwargs) for p in paths]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(execute_notebook, p, out_dir, parameters=parameters.get(p.stem), **kwargs)
+                   for p in paths]
+        return [f.result() for f in futures]
 
 
 KEY_FIGURES = ("eval_loss_before", "eval_loss_after", "tokens_per_s", "peak_memory_mb", "train_seconds",

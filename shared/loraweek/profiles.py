@@ -20,7 +20,9 @@ Resolution order (first match wins):
 The model of any profile can be pointed at a local folder (a machine without a hub, a
 Qwen-shaped test folder) with the ``model`` argument (a notebook's ``MODEL`` parameter) or the
 ``LORAWEEK_MODEL`` environment variable.  While grading, the ``ci`` sizes shrink further to
-``GRADING_SIZES``: the same cells run, with fewer steps and examples.
+``GRADING_SIZES``: the same cells run, with fewer steps and examples.  ``LORAWEEK_SIZES=grading``
+shrinks the chosen profile to those sizes without grading (a quick Run-all, as in
+tests/test_run_all_blank.py).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch
 
 ENV_VAR = "LORAWEEK_PROFILE"
 MODEL_ENV_VAR = "LORAWEEK_MODEL"
+SIZES_ENV_VAR = "LORAWEEK_SIZES"  # "grading": GRADING_SIZES without grading; unset or "": the profile's own
 PROFILE_NAMES = ("ci", "laptop", "colab", "gpu")
 CI_MODEL_ID = "loraweek/tiny-qwen2-ci"  # built locally by loraweek.tiny_model, never downloaded
 # The laptop profile's model: resolved by `get_profile` to the folder `loraweek.smollm2` converts
@@ -157,8 +160,13 @@ def get_profile(name: str | None = None, model: str | None = None) -> Profile:
     if chosen not in _SIZES:
         raise ValueError(f"unknown profile {chosen!r} ({reason}); expected one of {', '.join(PROFILE_NAMES)}")
     sizes = dict(_SIZES[chosen])
-    if grading:
+    shrink = os.environ.get(SIZES_ENV_VAR, "")
+    if shrink not in ("", "grading"):
+        raise ValueError(f"{SIZES_ENV_VAR}={shrink!r}: expected 'grading' or nothing")
+    if grading or shrink == "grading":
         sizes.update(GRADING_SIZES)
+        if not grading:
+            reason += f"; grading sizes ({SIZES_ENV_VAR}=grading)"
     model = model or os.environ.get(MODEL_ENV_VAR)
     if model:
         sizes["model_id"] = str(model)
