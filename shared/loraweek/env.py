@@ -28,5 +28,11 @@ def describe(profile=None) -> str:
     return "\n".join(lines)
 
 
-def print_environment(profile=None) -> None:
+def print_environment(profile=None, notebook: str | None = None) -> None:
+    """The versions and the profile; with `notebook` (its file's stem) also how long it takes in each
+    profile (`loraweek.timings`)."""
     print(describe(profile))
+    if notebook is not None:
+        from loraweek import timings
+
+        print(timings.describe(notebook, getattr(profile, "name", None)))

@@ -156,7 +156,8 @@ def course_adapter(profile: Profile | None = None, progress: bool = True) -> Pat
     target = adapters_root() / f"{profile.name}-{recipe_hash(profile)}"
     return build_once(target, _has_adapter, lambda folder: _train_recipe(profile, folder, progress),
                       f"training the course adapter for profile {profile.name!r} once "
-                      f"({profile.max_steps} QLoRA steps on {profile.model_id}) into {target} ...")
+                      f"({profile.max_steps} {'QLoRA' if profile.quantization else 'LoRA'} steps on {profile.model_id}) "
+                      f"into {target} ...")
 
 
 def load_base_model(profile: Profile | None = None, quantization: str | None = "profile"):

@@ -1,0 +1,34 @@
+"""How long each notebook takes in each profile, as measured: printed by every notebook's first
+code cell (`loraweek.env.print_environment(profile, notebook=...)`), so a student knows what a
+run costs before starting it.  One table instead of figures typed into five notebooks: re-measure
+with `bash run.sh course --profile P` (or the suite's --durations for ci) and update the row and
+`MEASURED`.  None: not measured yet -- and then the notebook says so instead of guessing."""
+from __future__ import annotations
+
+# profile -> where and how its column was measured
+MEASURED = {
+    "ci": "`bash run.sh test` from a fresh clone (tests/test_notebooks.py), 2-core AMD EPYC, 2026-12-02",
+    "laptop": "`python -m loraweek.course --profile laptop`, 2-core AMD EPYC (AVX2, ~118 GFLOP/s fp32 matmul), "
+              "2026-12-02",
+}
+
+# notebook stem -> profile -> minutes of wall clock (None: not measured)
+MINUTES = {
+    "day1_lora_qlora_intro": {"ci": None, "laptop": 5.0, "colab": None, "gpu": None},
+    "day2_qlora_finetuning": {"ci": None, "laptop": None, "colab": None, "gpu": None},
+    "day3_method_comparison": {"ci": None, "laptop": None, "colab": None, "gpu": None},
+    "day4_evaluation": {"ci": None, "laptop": None, "colab": None, "gpu": None},
+    "day5_deployment": {"ci": None, "laptop": None, "colab": None, "gpu": None},
+}
+
+
+def describe(notebook: str, profile_name: str | None = None) -> str:
+    """One line per profile: the measured minutes, or 'not measured yet'; the current one marked."""
+    if notebook not in MINUTES:
+        raise ValueError(f"unknown notebook {notebook!r}; expected one of {', '.join(MINUTES)}")
+    lines = [f"time for {notebook} (wall clock, as measured; see loraweek/timings.py for where):"]
+    for name, minutes in MINUTES[notebook].items():
+        mark = "  <- this run" if name == profile_name else ""
+        when = f"about {minutes:g} min" if minutes is not None else "not measured yet"
+        lines.append(f"  {name:<7} {when}{mark}")
+    return "\n".join(lines)
