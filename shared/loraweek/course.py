@@ -2,6 +2,7 @@
 
     python -m loraweek.course            # default profile (from the hardware)
     python -m loraweek.course --profile ci --only day2
+    python -m loraweek.course --profile ci --html   # also HTML pages of the executed notebooks
 
 Executed notebooks land in build/course/ (git-ignored).  Each notebook's last
 cell prints `SUMMARY {json}`; the runner collects those figures into one table.
@@ -137,6 +138,9 @@ def main(argv=None) -> int:
                         "training cell runs for many minutes on a CPU)")
     p.add_argument("--only", default="", help="run only notebooks whose name contains this")
     p.add_argument("--out", default=str(BUILD / "course"))
+    p.add_argument("--html", action="store_true",
+                   help="also write the executed notebooks as HTML pages with an index under OUT/html/PROFILE/ "
+                        "(the reference run a student compares their outputs with)")
     a = p.parse_args(argv)
     runs = []
     for nb in course_notebooks():
@@ -147,6 +151,12 @@ def main(argv=None) -> int:
         runs.append(execute_notebook(nb, Path(a.out), a.profile, cell_timeout=timeout, progress=True))
         print(f"  {'ok' if runs[-1].ok else 'FAILED'} in {runs[-1].seconds:.0f} s -> {runs[-1].output.relative_to(REPO) if runs[-1].output.is_relative_to(REPO) else runs[-1].output}", flush=True)
     print("\nCourse summary\n" + format_table(runs))
+    if a.html and runs:
+        from .profiles import get_profile
+        from .reference_html import write_reference_pages
+        profile_name = a.profile or get_profile().name
+        index = write_reference_pages(runs, Path(a.out) / "html" / profile_name, profile_name, REPO)
+        print(f"HTML reference pages: {index}")
     return 0 if runs and all(r.ok for r in runs) else 1
 
 
