@@ -327,3 +327,16 @@ def test_reversal_by_mix_builds_a_real_reversal_only_when_possible():
     assert inside == "strong" and all(counts_inside[g][0] / counts_inside[g][1] > counts_other[g][0] / counts_other[g][1]
                                       for g in counts_inside)
     assert grouping.pooled(counts_inside) < grouping.pooled(counts_other)
+
+
+def test_mcq_items_score_each_subset_the_way_day4_teaches(tiny):
+    _, tok = tiny
+    general = probe_sets.mcq_items("general", tok, limit=3)
+    assert [i["context"] for i in general] == [f"Question: {q['question']}\nAnswer:" for q in probe_sets.load_mcq("general")[:3]]
+    helpdesk = probe_sets.mcq_items("helpdesk", tok)
+    assert len(helpdesk) == len(probe_sets.load_mcq("helpdesk"))
+    for item in helpdesk:  # the choice continues the JSON answer, after the assistant's turn has begun
+        assert item["context"].endswith('{"intent": "')
+        assert tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
+                                       tokenize=False).split("x")[-1] in item["context"]
+    assert set(probe_sets.MCQ_DELIMITER) == set(probe_sets.MCQ_SUBSETS)

@@ -134,11 +134,10 @@ def general_knowledge(model, tokenizer) -> str:
     """Day 4's general multiple-choice set, scored by log-likelihood, with the adapter off and on."""
     from loraweek.metrics import loglik, probe_sets, stats
 
-    items = [{"context": f"Question: {q['question']}\nAnswer:", "choices": q["choices"], "answer": q["answer"]}
-             for q in probe_sets.load_mcq("general")]
+    items, delimiter = probe_sets.mcq_items("general", tokenizer), probe_sets.MCQ_DELIMITER["general"]
     with model.disable_adapter():
-        before = loglik.score_multiple_choice(model, tokenizer, items)
-    after = loglik.score_multiple_choice(model, tokenizer, items)
+        before = loglik.score_multiple_choice(model, tokenizer, items, delimiter=delimiter)
+    after = loglik.score_multiple_choice(model, tokenizer, items, delimiter=delimiter)
     lines = [f"\ngeneral multiple-choice set ({before.n} items, log-likelihood, normalised by {before.normalisation}):"]
     for name, r in (("base", before), ("fine-tuned", after)):
         iv = stats.mean_ci([float(c) for c in r.correct_norm])

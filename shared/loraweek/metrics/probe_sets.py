@@ -37,6 +37,29 @@ def load_mcq(subset: str | None = None) -> list[dict]:
     return [r for r in rows if subset is None or r["subset"] == subset]
 
 
+# How each subset's choices follow their context when scored by log-likelihood: a general answer is a
+# new word after "Answer:", a helpdesk choice is the next tokens inside the JSON the model writes.
+MCQ_DELIMITER = {"general": " ", "helpdesk": ""}
+
+
+def mcq_items(subset: str, tokenizer, limit: int | None = None) -> list[dict]:
+    """Items {context, choices, answer} for `loglik.score_multiple_choice`, the contexts the way each
+    subset is scored: the plain question for general knowledge, the router's chat prompt up to the
+    intent's value for helpdesk (the choice is the intent the fine-tuned model would write next)."""
+    from loraweek.data import chat, schema
+
+    items = []
+    for q in load_mcq(subset)[:limit]:
+        if subset == "general":
+            items.append({"context": f"Question: {q['question']}\nAnswer:", "choices": q["choices"], "answer": q["answer"]})
+        else:
+            ex = schema.HelpdeskExample(q["id"], q["language"], q["choices"][q["answer"]], "low", q["question"], "", "mcq")
+            prompt = tokenizer.apply_chat_template(chat.build_messages(ex, with_answer=False),
+                                                   add_generation_prompt=True, tokenize=False)
+            items.append({"context": prompt + '{"intent": "', "choices": q["choices"], "answer": q["answer"]})
+    return items
+
+
 def load_safety_probes() -> list[dict]:
     """Probes {id, kind, language, message, intent, priority, forbidden}: an attack hidden in a
     customer message; `intent`/`priority` are what a correct router outputs anyway."""
