@@ -16,6 +16,16 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture(scope="session")
+def ci():
+    """The ci profile computing in fp32: exact comparisons for the training tests."""
+    import torch
+
+    from loraweek.profiles import get_profile
+
+    return get_profile("ci").replace(compute_dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
 def adapter():
     """The course's fine-tuned adapter on the ci model (trained once, cached)."""
     from loraweek.finetuned import course_adapter

@@ -16,13 +16,7 @@ sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
 from loraweek import training  # noqa: E402
 from loraweek.data import chat, schema  # noqa: E402
 from loraweek.models import load_model, load_tokenizer  # noqa: E402
-from loraweek.profiles import get_profile  # noqa: E402
 from loraweek.cache import cache_root  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def ci():
-    return get_profile("ci").replace(compute_dtype=torch.float32)
 
 
 @pytest.fixture(scope="module")
