@@ -64,6 +64,7 @@ class Profile:
     gradient_checkpointing: bool
     max_new_tokens: int
     score_examples: int             # held-out messages per split that notebooks generate answers for
+    compress_examples: int = 8      # Day 5's compression section: test messages each variant answers (on the CPU)
     quantization: str | None = "nf4"  # the frozen base of the profile's own training run (run_qlora,
                                       # the course adapter): "nf4" = QLoRA, None = plain LoRA
     reason: str = ""                # why this profile was chosen (printed to students)
@@ -132,7 +133,8 @@ _SIZES = {
 # would otherwise generate all 80 tokens of the ci profile every time.
 # Measured per notebook in autograde/README.md (python -m autograde.bench_grading).
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
-                     eval_every=2, save_every=2, score_examples=4, max_new_tokens=24)
+                     eval_every=2, save_every=2, score_examples=4, max_new_tokens=24,
+                     compress_examples=2)
 
 
 def _detect() -> tuple[str, str]:
