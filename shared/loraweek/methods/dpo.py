@@ -13,6 +13,7 @@ library rather than against itself.
 from __future__ import annotations
 
 import copy
+import statistics
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -138,7 +139,7 @@ class DPORun:
     reference: str
     trainer: object
     losses: list            # training loss per step, as TRL logged it
-    s_per_step: float
+    s_per_step: float       # median wall time of the steps after the first
     peak_added_mb: float    # measured (CUDA allocated, or CPU RSS sampled: noisy in a long process)
     peak_mb: float
     memory_kind: str
@@ -148,6 +149,23 @@ class DPORun:
     @property
     def model(self):
         return self.trainer.model
+
+
+def _step_timer():
+    """A TrainerCallback recording each optimizer step's wall time (the first one also warms up)."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times, self._t0 = [], None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self._t0)
+
+    return StepTimer()
 
 
 def _weights_mb(model) -> float:
@@ -175,19 +193,18 @@ def run_dpo(sft, tokenizer, train_dataset, profile: Profile, output_dir, *, refe
         # peft model passed in would count as an already-trained adapter, which TRL copies into a "ref" adapter.
         policy = copy.deepcopy(sft)
         ref = copy.deepcopy(sft).eval().requires_grad_(False) if reference == "explicit" else None
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*tokenized prompt is not a prefix.*")
-            trainer = DPOTrainer(model=policy, ref_model=ref, processing_class=tokenizer, train_dataset=train_dataset,
-                                 peft_config=lora_config(profile, policy),
-                                 args=dpo_config(profile, output_dir, steps=steps, beta=beta,
-                                                 learning_rate=learning_rate, seed=seed))
-            trainer.remove_callback(PrinterCallback)  # the course prints its own summary of the run
-            t0 = time.perf_counter()
-            trainer.train()
-            seconds = time.perf_counter() - t0
+        trainer = DPOTrainer(model=policy, ref_model=ref, processing_class=tokenizer, train_dataset=train_dataset,
+                             peft_config=lora_config(profile, policy),
+                             args=dpo_config(profile, output_dir, steps=steps, beta=beta,
+                                             learning_rate=learning_rate, seed=seed))
+        trainer.remove_callback(PrinterCallback)  # the course prints its own summary of the run
+        timer = _step_timer()
+        trainer.add_callback(timer)
+        trainer.train()
+    steady = timer.times[1:] or timer.times  # the same steps compare across runs of different lengths
     log = [row for row in trainer.state.log_history if "loss" in row]
-    return DPORun(reference, trainer, [row["loss"] for row in log], seconds / steps, mem.added_mb, mem.peak_mb, mem.kind,
-                  0.0 if ref is None else _weights_mb(ref), log)
+    return DPORun(reference, trainer, [row["loss"] for row in log], statistics.median(steady), mem.added_mb, mem.peak_mb,
+                  mem.kind, 0.0 if ref is None else _weights_mb(ref), log)
 
 
 @torch.no_grad()
