@@ -40,7 +40,7 @@ def test_compatible_pins():
 
 def test_course_breakers_are_pinned():
     py = pyproject_requirements()
-    for name in ("transformers", "peft", "bitsandbytes", "nbgrader", "papermill"):
+    for name in ("transformers", "peft", "bitsandbytes", "trl", "nbgrader", "papermill"):
         assert any(s.operator == "==" for s in py[name].specifier), f"{name} must be pinned exactly"
 
 

@@ -67,6 +67,8 @@ class Profile:
     compress_examples: int = 8      # Day 5's compression section: test messages each variant answers (on the CPU)
     quantization: str | None = "nf4"  # the frozen base of the profile's own training run (run_qlora,
                                       # the course adapter): "nf4" = QLoRA, None = plain LoRA
+    dpo_steps: int = 8              # Day 3's DPO run (its training pairs: one epoch of them)
+    dpo_pairs: int = 32             # Day 3's validation preference pairs (accuracy, reward margin)
     reason: str = ""                # why this profile was chosen (printed to students)
 
     def replace(self, **changes) -> "Profile":
@@ -88,7 +90,7 @@ _SIZES = {
     "ci": dict(model_id=CI_MODEL_ID, max_seq_len=320, train_examples=3200, eval_examples=48,
                max_steps=200, batch_size=8, grad_accum=1, learning_rate=5e-3, lora_r=16,
                lora_alpha=32, sweep_steps=40, sweep_points=3, eval_every=100, save_every=100,
-               gradient_checkpointing=False, max_new_tokens=80, score_examples=200),
+               gradient_checkpointing=False, max_new_tokens=80, score_examples=200, dpo_steps=8, dpo_pairs=32),
     # SmolLM2-135M-Instruct (135 M parameters, vocabulary 49,152) on a CPU, in fp32.  Sizes chosen
     # from one run of shared/benchmarks/bench_laptop.py (its table is in shared/benchmarks/README.md;
     # 2 shared AVX2 cores, 35-66 GFLOP/s fp32 matmul during the run; "tok/CPU-s" below is training's
@@ -115,15 +117,18 @@ _SIZES = {
     "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
                    eval_examples=48, max_steps=30, batch_size=2, grad_accum=4, learning_rate=5e-4, lora_r=16,
                    lora_alpha=32, sweep_steps=4, sweep_points=1, eval_every=15, save_every=15,
-                   gradient_checkpointing=False, max_new_tokens=160, score_examples=64),
+                   gradient_checkpointing=False, max_new_tokens=160, score_examples=64, dpo_steps=2,
+                   dpo_pairs=8),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
                   learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, sweep_points=2, eval_every=50,
-                  save_every=50, gradient_checkpointing=True, max_new_tokens=160, score_examples=400),
+                  save_every=50, gradient_checkpointing=True, max_new_tokens=160, score_examples=400, dpo_steps=40,
+                  dpo_pairs=128),
     "gpu": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=512, train_examples=3200,
                 eval_examples=400, max_steps=400, batch_size=32, grad_accum=1,
                 learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=60, sweep_points=3, eval_every=50,
-                save_every=50, gradient_checkpointing=False, max_new_tokens=160, score_examples=400),
+                save_every=50, gradient_checkpointing=False, max_new_tokens=160, score_examples=400, dpo_steps=60,
+                dpo_pairs=200),
 }
 
 
@@ -134,7 +139,7 @@ _SIZES = {
 # Measured per notebook in autograde/README.md (python -m autograde.bench_grading).
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
                      eval_every=2, save_every=2, score_examples=4, max_new_tokens=24,
-                     compress_examples=2)
+                     compress_examples=2, dpo_steps=2, dpo_pairs=4)
 
 
 def _detect() -> tuple[str, str]:
