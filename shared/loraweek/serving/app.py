@@ -1,8 +1,10 @@
 """The FastAPI app: OpenAI chat completions in front of the batching engine.
 
 Routes
-  POST /v1/chat/completions   OpenAI contract, plain and SSE streaming   (API key)
-  GET  /v1/models             served names: the adapter and its base     (API key)
+  POST /v1/chat/completions   OpenAI contract, plain and SSE streaming   (API key or token, scope chat)
+  GET  /v1/models             served names: the adapter and its base     (API key or token, scope models)
+  POST /oauth/token           OAuth 2.0 client credentials -> a short-lived JWT  (with oauth, see oauth.py)
+  GET  /.well-known/jwks.json the public key that verifies those tokens   (public, with oauth)
   GET  /health                200 when the model is loaded, 503 before   (public)
   GET  /metrics               Prometheus text format                     (public)
   GET  /                      the chat page (static HTML + JS)           (public)
@@ -38,11 +40,13 @@ from loraweek.serving.backend import ServedModel, prompt_ids
 from loraweek.serving.engine import BatchingEngine, Event, GenRequest, QueueFull
 from loraweek.serving.errors import APIError
 from loraweek.serving.metrics import RouterMetrics
+from loraweek.serving.oauth import OAuthError, OAuthServer, TokenError, looks_like_jwt
 from loraweek.serving.protocol import ChatRequest, decode_json_body, parse_chat_request
 from loraweek.serving.security import KeyChecker, RateLimiter, presented_key
 from loraweek.serving.structured import StructuredOutput
 
 STATIC = Path(__file__).resolve().parent / "static"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}   # RFC 6749 §5.1: tokens are never cached
 
 
 @dataclass
@@ -58,6 +62,7 @@ class ServerConfig:
     max_queue: int = 64
     use_cache: bool = True
     public_cloud_routes: bool = False   # SageMaker/Vertex authenticate callers with IAM before us
+    oauth: OAuthServer | None = None    # client-credentials tokens beside the API keys
     extra: dict = field(default_factory=dict)
 
 
@@ -66,7 +71,8 @@ class _State:
 
     def __init__(self, config: ServerConfig):
         self.config = config
-        self.keys = KeyChecker(config.api_keys)
+        # API keys, OAuth clients or both; neither is refused (KeyChecker says how to set keys)
+        self.keys = KeyChecker(config.api_keys) if config.api_keys or config.oauth is None else None
         self.limiter = RateLimiter(config.rate_limit_per_minute, config.rate_limit_burst)
         self.metrics = RouterMetrics()
         self.served: ServedModel | None = None
@@ -85,7 +91,7 @@ class MetricsMiddleware:
     """Counts every HTTP request by route template and status (pure ASGI: safe with streaming)."""
 
     ROUTES = {"/v1/chat/completions", "/v1/models", "/health", "/metrics", "/", "/ping", "/invocations",
-              "/static/chat.js", "/static/chat.css"}
+              "/static/chat.js", "/static/chat.css", "/oauth/token", "/.well-known/jwks.json"}
 
     def __init__(self, app, state: _State):
         self.app, self.state = app, state
@@ -182,11 +188,19 @@ def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerCon
         # never a stack trace to the client; the server log has it
         return APIError(500, "Internal error while serving the request.", type="server_error").response()
 
-    def guard(request: Request, public: bool = False) -> str:
-        """API key, then the key's rate limit; returns the key id (a hash prefix)."""
+    def guard(request: Request, public: bool = False, scope: str = "chat") -> str:
+        """API key (every scope) or an OAuth access token granting `scope`, then the caller's
+        rate limit; returns the caller's id (a key's hash prefix, or client:<client_id>)."""
         if public:
             return "public"
-        key_id = state.keys.check(presented_key(request.headers))
+        presented = presented_key(request.headers)
+        key_id = state.keys.check(presented) if state.keys else None
+        if key_id is None and config.oauth is not None and presented and looks_like_jwt(presented):
+            try:
+                key_id = "client:" + config.oauth.verify(presented, scope)["sub"]
+            except TokenError as exc:
+                raise (errors.insufficient_scope(exc.scope) if exc.error == "insufficient_scope"
+                       else errors.invalid_token(exc.description)) from None
         if key_id is None:
             raise errors.unauthorized()
         wait = state.limiter.acquire(key_id)
@@ -336,7 +350,7 @@ def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerCon
 
     @app.get("/v1/models")
     async def models(request: Request):
-        guard(request)
+        guard(request, scope="models")
         served, _ = ready()
         base = next((n for n, on in served.names.items() if not on), None)
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "loraweek",
@@ -370,6 +384,20 @@ def create_app(model: ServedModel | Callable[[], ServedModel], config: ServerCon
         if name not in files:      # a fixed allow-list: no path traversal possible
             raise APIError(404, f"No static file {name!r}.", code="not_found")
         return FileResponse(STATIC / name, media_type=files[name], headers={"X-Content-Type-Options": "nosniff"})
+
+    if config.oauth is not None:
+        @app.exception_handler(OAuthError)
+        async def _oauth_error(request, exc: OAuthError):
+            return JSONResponse(exc.body(), status_code=exc.status, headers={**exc.headers, **NO_STORE})
+
+        @app.post("/oauth/token")
+        async def token(request: Request):
+            answer = config.oauth.token_response(request.headers, await read_body(request, 8192))
+            return JSONResponse(answer, headers=NO_STORE)
+
+        @app.get("/.well-known/jwks.json")
+        async def jwks():
+            return {"keys": [config.oauth.jwk]}
 
     from loraweek.serving.cloud import add_cloud_routes
     add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion)

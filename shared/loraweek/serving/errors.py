@@ -1,7 +1,7 @@
 """OpenAI's error body, so every client library maps our failures to its own exceptions.
 
 The official `openai` client turns the HTTP status into an exception class (400
-BadRequestError, 401 AuthenticationError, 404 NotFoundError, 413/422 APIStatusError,
+BadRequestError, 401 AuthenticationError, 403 PermissionDeniedError, 404 NotFoundError, 413/422 APIStatusError,
 429 RateLimitError, >= 500 InternalServerError) and reads `message`, `type`, `param`
 and `code` from `body["error"]`.  A FastAPI default body (`{"detail": ...}`) or a
 plain-text 500 breaks that mapping, so every failure goes through `APIError`.
@@ -31,10 +31,31 @@ def bad_request(message: str, param: str | None = None, code: str = "invalid_req
     return APIError(400, message, param=param, code=code)
 
 
+REALM = "loraweek-router"
+
+
 def unauthorized() -> APIError:
-    # the same message for a missing and a wrong key: nothing to learn from the difference
+    # the same message for a missing and a wrong key: nothing to learn from the difference;
+    # a 401 must name a scheme the client can use (RFC 7235 §3.1)
     return APIError(401, "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.",
-                    type="authentication_error", code="invalid_api_key")
+                    type="authentication_error", code="invalid_api_key",
+                    headers={"WWW-Authenticate": f'Bearer realm="{REALM}"'})
+
+
+def invalid_token(description: str) -> APIError:
+    """A bearer JWT refused (expired, other audience, bad signature): RFC 6750 §3.1's challenge."""
+    # RFC 6750 §3: error_description is printable ASCII without '"' or '\\'
+    quoted = "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in description)
+    return APIError(401, f"Invalid access token: {description}.", type="authentication_error", code="invalid_token",
+                    headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
+                                                 f'error_description="{quoted}"'})
+
+
+def insufficient_scope(scope: str) -> APIError:
+    # RFC 6750 §3.1: a valid token without the scope is a 403, with the scope it needs
+    return APIError(403, f"The access token lacks the scope {scope!r} this route needs.",
+                    type="permission_error", code="insufficient_scope",
+                    headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'})
 
 
 def model_not_found(name: str, known: list[str]) -> APIError:

@@ -6,7 +6,8 @@
     # stopped here, also when a cell inside the block raised
 
 The key travels in the child's environment (`LORAWEEK_API_KEYS`), never on its command
-line, which any user of the machine can read in the process list.
+line, which any user of the machine can read in the process list.  With `tls=` (tls.py's
+files) the server speaks https, and the health probe and `openai_client()` trust that CA only.
 """
 from __future__ import annotations
 
@@ -34,10 +35,14 @@ def free_port() -> int:
 
 class ServerProcess:
     def __init__(self, args: list[str], api_key: str | None = None, port: int | None = None,
-                 env: dict | None = None, startup_timeout: float = 300):
+                 env: dict | None = None, startup_timeout: float = 300, tls=None):
         self.api_key = api_key or secrets.token_urlsafe(24)
         self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify = tls.client_context() if tls else True
+        if tls:
+            args = [*args, "--ssl-certfile", str(tls.cert), "--ssl-keyfile", str(tls.key)]
         self.args, self.extra_env, self.startup_timeout = list(args), dict(env or {}), startup_timeout
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
@@ -61,7 +66,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited with code {self.proc.returncode}:\n{self.log()[-3000:]}")
             try:
-                r = httpx.get(self.base_url + "/health", timeout=2)
+                r = httpx.get(self.base_url + "/health", timeout=2, verify=self.verify)
                 if r.status_code == 200:
                     return
                 if "failed to load" in r.text:
@@ -86,9 +91,11 @@ class ServerProcess:
             self.proc.wait()
 
     def openai_client(self, **kwargs):
-        from openai import OpenAI
+        from openai import DefaultHttpxClient, OpenAI
 
-        return OpenAI(base_url=self.base_url + "/v1", api_key=self.api_key, **kwargs)
+        if self.tls and "http_client" not in kwargs:
+            kwargs["http_client"] = DefaultHttpxClient(verify=self.verify)
+        return OpenAI(base_url=self.base_url + "/v1", **{"api_key": self.api_key, **kwargs})
 
     def headers(self) -> dict:
         return {"Authorization": f"Bearer {self.api_key}"}
