@@ -141,10 +141,13 @@ _SIZES = {
 # `reg_eval_every` steps on `reg_eval_examples` messages, early stopping after `reg_patience`
 # evaluations without a lower validation loss.  ci: tried on 2026-12-02 (issue 21) at twice the
 # profile's learning rate, without early stopping: the over-fitting run's validation loss was
-# lowest at step 14 and rose to step 30 (15 epochs), the regularised one's was lowest at step 20
-# and rose less; about half a minute for both runs on 2 idle cores, with early stopping.
-# laptop (SmolLM2, ~30 s a step on an idle laptop): 8 steps, about 10 minutes, not measured yet.
-# colab / gpu: ~30 epochs over a small subset, a point every 3 steps; not measured yet.
+# lowest at step 14 (1.643) and rose to 1.81 at step 30 (15 epochs), the regularised one's was
+# lowest at step 20 (1.614) and rose to 1.66; with early stopping the over-fitting run stops at
+# step 20 (tests/test_regularisation.py).  Cost, estimated from Day 2's 0.83 s per ci step (1
+# thread, shared cores): ~46 steps and ~25 evaluations of 16 messages, well under a minute idle
+# (measured only on cores shared with ~12 other processes, where it took several minutes).
+# laptop (SmolLM2, ~30 s a step on an idle laptop): 8 steps each, about 10 minutes: not measured.
+# colab / gpu: ~30 epochs over a small subset, a point every 3 steps: not measured.
 _REGULARISATION = {
     "ci": dict(reg_train_examples=16, reg_steps=30, reg_eval_every=2, reg_eval_examples=16, reg_patience=3),
     "laptop": dict(reg_train_examples=8, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2),
