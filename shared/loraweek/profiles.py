@@ -64,6 +64,12 @@ class Profile:
     gradient_checkpointing: bool
     max_new_tokens: int
     score_examples: int             # held-out messages per split that notebooks generate answers for
+    # Day 4's over-fitting vs regularisation runs (loraweek.regularisation; sizes in _REGULARISATION)
+    reg_train_examples: int         # the small training subset both runs train on
+    reg_steps: int                  # the most optimizer steps a run may take (early stopping may end it sooner)
+    reg_eval_every: int             # steps between validation points (and checkpoints, for the best one)
+    reg_eval_examples: int          # validation messages per point
+    reg_patience: int               # evaluations without a lower validation loss before stopping
     compress_examples: int = 8      # Day 5's compression section: test messages each variant answers (on the CPU)
     quantization: str | None = "nf4"  # the frozen base of the profile's own training run (run_qlora,
                                       # the course adapter): "nf4" = QLoRA, None = plain LoRA
@@ -89,7 +95,7 @@ def hardware_compute_dtype() -> torch.dtype:
 _SIZES = {
     "ci": dict(model_id=CI_MODEL_ID, max_seq_len=320, train_examples=3200, eval_examples=48,
                max_steps=200, batch_size=8, grad_accum=1, learning_rate=5e-3, lora_r=16,
-               lora_alpha=32, sweep_steps=40, sweep_points=3, eval_every=100, save_every=100,
+               lora_alpha=32, sweep_steps=40, sweep_points=3, eval_every=25, save_every=100,
                gradient_checkpointing=False, max_new_tokens=80, score_examples=200, dpo_steps=8, dpo_pairs=32),
     # SmolLM2-135M-Instruct (135 M parameters, vocabulary 49,152) on a CPU, in fp32.  Sizes chosen
     # from one run of shared/benchmarks/bench_laptop.py (its table is in shared/benchmarks/README.md;
@@ -114,14 +120,18 @@ _SIZES = {
     # - steps, evaluation and scoring sizes are provisional (issue 24, item 3 times the notebooks): a
     #   step is 8 examples, ~2,270 tokens, ~62 s at 36 tok/CPU-s (~110 s wall on that shared machine);
     #   scaled by matmul GFLOP/s, ~30 s on issue 24's 102 GFLOP/s laptop, so 30 steps ~15 min.
+    # - validation: 16 messages every 4 steps (steps 0, 4, ..., 28 and the last, 30: 9 points, a curve)
+    #   instead of 48 at steps 0, 15, 30: one pass over 16 messages (4,423 tokens) took 49-71 s on 1
+    #   thread of the 2 shared cores (62-90 tokens/s, issue 21), so 9 passes read 144 messages where
+    #   the earlier 4 passes of 48 (before, steps 15 and 30, and again after training) read 192.
     "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
-                   eval_examples=48, max_steps=30, batch_size=2, grad_accum=4, learning_rate=5e-4, lora_r=16,
-                   lora_alpha=32, sweep_steps=4, sweep_points=1, eval_every=15, save_every=15,
+                   eval_examples=16, max_steps=30, batch_size=2, grad_accum=4, learning_rate=5e-4, lora_r=16,
+                   lora_alpha=32, sweep_steps=4, sweep_points=1, eval_every=4, save_every=15,
                    gradient_checkpointing=False, max_new_tokens=160, score_examples=64, dpo_steps=2,
                    dpo_pairs=8),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
-                  learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, sweep_points=2, eval_every=50,
+                  learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, sweep_points=2, eval_every=30,
                   save_every=50, gradient_checkpointing=True, max_new_tokens=160, score_examples=400, dpo_steps=40,
                   dpo_pairs=128),
     "gpu": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=512, train_examples=3200,
@@ -132,6 +142,25 @@ _SIZES = {
 }
 
 
+# Day 4's over-fitting vs regularisation section (loraweek.regularisation): two runs of at most
+# `reg_steps` on the first `reg_train_examples` training examples, validation every
+# `reg_eval_every` steps on `reg_eval_examples` messages, early stopping after `reg_patience`
+# evaluations without a lower validation loss.  ci: tried on 2026-12-02 (issue 21) at twice the
+# profile's learning rate, without early stopping: the over-fitting run's validation loss was
+# lowest at step 14 (1.643) and rose to 1.81 at step 30 (15 epochs), the regularised one's was
+# lowest at step 20 (1.614) and rose to 1.66; with early stopping the over-fitting run stops at
+# step 20 (tests/test_regularisation.py).  Cost, estimated from Day 2's 0.83 s per ci step (1
+# thread, shared cores): ~46 steps and ~25 evaluations of 16 messages, well under a minute idle
+# (measured only on cores shared with ~12 other processes, where it took several minutes).
+# laptop (SmolLM2, ~30 s a step on an idle laptop): 8 steps each, about 10 minutes: not measured.
+# colab / gpu: ~30 epochs over a small subset, a point every 3 steps: not measured.
+_REGULARISATION = {
+    "ci": dict(reg_train_examples=16, reg_steps=30, reg_eval_every=2, reg_eval_examples=16, reg_patience=3),
+    "laptop": dict(reg_train_examples=8, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2),
+    "colab": dict(reg_train_examples=32, reg_steps=60, reg_eval_every=3, reg_eval_examples=64, reg_patience=3),
+    "gpu": dict(reg_train_examples=64, reg_steps=60, reg_eval_every=3, reg_eval_examples=128, reg_patience=3),
+}
+
 # Autograding runs every cell of every submission: the smallest sizes that still execute
 # each code path (same functions, fewer steps and examples).  Quality is never graded, so
 # answers may be cut at 24 new tokens: a model trained for 2 steps never ends its answer and
@@ -139,6 +168,7 @@ _SIZES = {
 # Measured per notebook in autograde/README.md (python -m autograde.bench_grading).
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
                      eval_every=2, save_every=2, score_examples=4, max_new_tokens=24,
+                     reg_train_examples=8, reg_steps=4, reg_eval_every=1, reg_eval_examples=4, reg_patience=1,
                      compress_examples=2, dpo_steps=2, dpo_pairs=4)
 
 
@@ -166,7 +196,7 @@ def get_profile(name: str | None = None, model: str | None = None) -> Profile:
         chosen, reason = _detect()
     if chosen not in _SIZES:
         raise ValueError(f"unknown profile {chosen!r} ({reason}); expected one of {', '.join(PROFILE_NAMES)}")
-    sizes = dict(_SIZES[chosen])
+    sizes = dict(_SIZES[chosen], **_REGULARISATION[chosen])
     shrink = os.environ.get(SIZES_ENV_VAR, "")
     if shrink not in ("", "grading"):
         raise ValueError(f"{SIZES_ENV_VAR}={shrink!r}: expected 'grading' or nothing")

@@ -1,9 +1,9 @@
 """QLoRA training on top of transformers' Trainer.
 
 What this adds to Trainer is only course plumbing: padding-free batches by
-default, evaluation before and after, a loss history for plots, resumable
-checkpoints, and a report of wall time, peak memory and non-padding tokens/s
-printed after every run.
+default, a validation curve from step 0 (transformers' `eval_on_start`) to the
+last step, a loss history for plots, resumable checkpoints, and a report of wall
+time, peak memory and non-padding tokens/s printed after every run.
 
 Run from the command line (this is also what `accelerate launch` runs):
     python -m loraweek.training --profile ci --output-dir build/runs/demo
@@ -202,17 +202,30 @@ def _trainer_class():
     return CourseTrainer
 
 
+def validation_steps(max_steps: int, eval_every: int) -> list[int]:
+    """The steps at which `train` measures validation loss in a fresh run: 0 (`eval_on_start`),
+    every `eval_every` steps, and the last step (transformers' DefaultFlowCallback evaluates a last
+    step that is not a multiple).  tests/test_regularisation.py checks it against a real run."""
+    if max_steps <= 0 or eval_every <= 0:
+        raise ValueError(f"max_steps and eval_every must be positive, got {max_steps} and {eval_every}")
+    every = min(eval_every, max_steps)
+    return sorted({0, *range(every, max_steps + 1, every), max_steps})
+
+
 def training_arguments(profile: Profile, output_dir, max_steps: int, learning_rate: float, seed: int,
-                       batching: str, save_every: int | None, progress: bool):
+                       batching: str, save_every: int | None, progress: bool, **overrides):
+    """The course's TrainingArguments; `overrides` replace any of them by name (`weight_decay=0.1`,
+    `optim="paged_adamw_8bit"`, `eval_steps=2`), checked by TrainingArguments itself."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    arguments = dict(
         output_dir=str(output_dir), max_steps=max_steps, learning_rate=learning_rate,
         per_device_train_batch_size=profile.batch_size, per_device_eval_batch_size=profile.batch_size,
         gradient_accumulation_steps=profile.grad_accum, lr_scheduler_type="cosine", warmup_steps=max(1, max_steps // 20),
         weight_decay=0.0, max_grad_norm=1.0, seed=seed, data_seed=seed,
         logging_steps=max(1, min(5, max_steps // 10)), logging_first_step=True,
-        eval_strategy="steps", eval_steps=min(profile.eval_every, max_steps),
+        # step 0 too: the validation curve starts where training starts (train() turns it off on resume)
+        eval_strategy="steps", eval_steps=min(profile.eval_every, max_steps), eval_on_start=True,
         save_strategy="steps", save_steps=save_every or profile.save_every, save_total_limit=2,
         # fp16 / bf16 mixed precision follows the hardware (never bf16 on a T4); fp32 on CPU.
         fp16=profile.compute_dtype == torch.float16, bf16=profile.compute_dtype == torch.bfloat16,
@@ -227,6 +240,11 @@ def training_arguments(profile: Profile, output_dir, max_steps: int, learning_ra
         prediction_loss_only=True,
         remove_unused_columns=False,  # our dataset is a plain list of dicts
     )
+    unknown = sorted(set(overrides) - set(TrainingArguments.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"trainer_args: {', '.join(unknown)} is not a TrainingArguments field")
+    arguments.update(overrides)
+    return TrainingArguments(**arguments)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -236,49 +254,79 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _first_evaluation_recorder(path: Path):
+    """A callback that keeps the run's first evaluation (transformers' `eval_on_start`: step 0,
+    before any update) and writes it to `path` at once, so a run killed later, then resumed, still
+    reports its loss before training."""
+    from transformers import TrainerCallback
+
+    class RecordFirstEvaluation(TrainerCallback):
+        eval_loss = None
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if self.eval_loss is None and metrics and "eval_loss" in metrics:
+                self.eval_loss = metrics["eval_loss"]
+                if state.is_world_process_zero:  # under `accelerate launch` every rank gets here
+                    _write_json(path, {"eval_loss": self.eval_loss})
+
+    return RecordFirstEvaluation()
+
+
 def train(model, tokenizer, train_features: list[dict], eval_features: list[dict], profile: Profile,
           output_dir, *, max_steps: int | None = None, learning_rate: float | None = None,
           batching: str = "padded", resume: bool = True,
           save_every: int | None = None, seed: int = 0, progress: bool = True,
           print_report: bool = True, callbacks=None, report_to=None,
-          dropped_too_long: int = 0) -> TrainResult:
+          dropped_too_long: int = 0, trainer_args: dict | None = None) -> TrainResult:
     """Train `model` (already a PeftModel) and return it with its loss history and report.
 
-    With `resume=True` and a checkpoint in `output_dir`, training continues from the last
-    checkpoint (a Colab disconnect costs at most `save_every` steps).  `dropped_too_long`: examples
-    the caller dropped while tokenizing, carried in the report."""
+    Validation loss is measured at step 0, every `profile.eval_every` steps and at the last step:
+    one curve in `trainer.state.log_history` (and `TrainResult.history`).  With `resume=True` and a
+    checkpoint in `output_dir`, training continues from the last checkpoint (a Colab disconnect
+    costs at most `save_every` steps).  `dropped_too_long`: examples the caller dropped while
+    tokenizing, carried in the report.  `trainer_args`: TrainingArguments to replace by name
+    (`{"weight_decay": 0.1, "optim": "paged_adamw_8bit"}`)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     max_steps = max_steps or profile.max_steps
+    last = last_complete_checkpoint(output_dir) if resume else None
+    tokens_before = _tokens_seen_at(last)  # read now: checkpoint rotation may delete `last` later
+    before_file = output_dir / "eval_loss_before.json"
+    eval_before = json.loads(before_file.read_text())["eval_loss"] if last and before_file.exists() else None
+    overrides = dict(trainer_args or {})
+    if eval_before is not None:  # a resumed run measured step 0 in its first session
+        overrides.setdefault("eval_on_start", False)
     args = training_arguments(profile, output_dir, max_steps, learning_rate or profile.learning_rate, seed,
-                              batching, save_every, progress)
+                              batching, save_every, progress, **overrides)
     if report_to:  # e.g. "tensorboard": event files under output_dir/runs
         args.report_to = [report_to] if isinstance(report_to, str) else list(report_to)
     if any(type(cb).__name__ == "EarlyStoppingCallback" for cb in callbacks or ()):
         # early stopping compares validation losses and ends on the best checkpoint, not the last
         args.load_best_model_at_end, args.metric_for_best_model, args.greater_is_better = True, "eval_loss", False
+    first_eval = _first_evaluation_recorder(before_file)
     trainer = _trainer_class()(model=model, args=args, train_dataset=FeatureDataset(train_features),
                                eval_dataset=FeatureDataset(eval_features), processing_class=tokenizer,
-                               data_collator=make_collator(tokenizer, batching), callbacks=callbacks)
-    for cb in trainer.callback_handler.callbacks:  # the evaluation before training logs too: same folder
+                               data_collator=make_collator(tokenizer, batching),
+                               callbacks=[*(callbacks or ()), first_eval])
+    for cb in trainer.callback_handler.callbacks:  # the evaluation at step 0 logs too: same folder
         if type(cb).__name__ == "TensorBoardCallback" and cb.logging_dir is None:
             cb.logging_dir = str(output_dir / "runs")
     if not progress:  # quiet runs (sweeps, benchmarks): no per-step log dicts either
         from transformers import PrinterCallback
         trainer.remove_callback(PrinterCallback)
-    last = last_complete_checkpoint(output_dir) if resume else None
-    tokens_before = _tokens_seen_at(last)  # read now: checkpoint rotation may delete `last` later
-    before_file = output_dir / "eval_loss_before.json"
     t0 = time.perf_counter()
     with PeakMemory() as mem:
-        if last and before_file.exists():
-            eval_before = json.loads(before_file.read_text())["eval_loss"]
-        else:
+        if eval_before is None and not args.eval_on_start:  # asked for no step-0 point: measure it apart
             eval_before = trainer.evaluate()["eval_loss"]
-            if trainer.is_world_process_zero():  # under `accelerate launch` every rank gets here
-                _write_json(before_file, {"eval_loss": eval_before})
         trainer.train(resume_from_checkpoint=last)
-        eval_after = trainer.evaluate()["eval_loss"]
+        eval_before = eval_before if eval_before is not None else first_eval.eval_loss
+        evals = [row for row in trainer.state.log_history if "eval_loss" in row]
+        if args.load_best_model_at_end and trainer.state.best_metric is not None:
+            eval_after = trainer.state.best_metric  # the checkpoint the Trainer restored
+        elif evals and evals[-1]["step"] == trainer.state.global_step:
+            eval_after = evals[-1]["eval_loss"]  # the Trainer evaluates the last step itself
+        else:
+            eval_after = trainer.evaluate()["eval_loss"]
     wall = time.perf_counter() - t0
     train_s = max(wall - trainer.eval_seconds, 1e-9)
     # Only this session's tokens: a resumed run restores the counter from the checkpoint.
