@@ -12,7 +12,8 @@ library changes, so a digit in a markdown cell must be one of:
   int8, NF4, 4-bit, T4, Qwen2.5-0.5B-Instruct, SmolLM2-135M, LLM01, ZeRO-3), model sizes (0.5B,
   7B, 65B), references to parts of the course (Day 2, Exercise 3, section 5, §4, Trap 1), ordered-list
   and table row numbers, an exercise's points, and the statement of a graded exercise (a markdown
-  cell headed "Exercise ...": it specifies what to compute, and its own tests check it);
+  cell headed "Exercise ..." or "Quiz": it specifies what to compute, and its own tests check it),
+  and the study-time table `loraweek.study` generates from the sections' word counts;
 * otherwise it must be printed by the run: format the sentence from variables in a code cell
   (``print(f"... {value:.1%} ...")``) placed right after the prose, and remove it from the markdown.
 
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+from loraweek.study import BEGIN as STUDY_BEGIN, END as STUDY_END
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions" / "week06").glob("*.ipynb"))
@@ -52,7 +55,10 @@ NOT_FIGURES = [
 LIST_NUMBER = re.compile(r"^\s*(?:\d+\.\s|\|\s*\d+\s*\|)", re.M)   # "1. item", "| 1 | row"
 POINTS_IN_PARENS = re.compile(r"\(\d+\)|\*\*\d+\*\*")           # "① scrubber (2)", "**1** LoRALinear" beside "points"
 FIGURE = re.compile(r"[~≈<>]?\s*\d[\d,.]*\s*(?:%|×|x\b|[KMG]B\b|GiB|MiB|ms\b|s\b|M\b)?")
-EXERCISE_HEADING = re.compile(r"^#+\s*(?:[^\n]*\s)?Exercise\b", re.M)
+EXERCISE_HEADING = re.compile(r"^#+\s*(?:[^\n]*\s)?(?:Exercise|Quiz)\b", re.M)   # a quiz is graded too
+# the study-time table, generated from each section's word count by `python -m loraweek.study --update`
+# (tests/test_quiz.py fails when it is stale): computed, not typed
+STUDY_TABLE = re.compile(re.escape(STUDY_BEGIN) + r".*?" + re.escape(STUDY_END), re.S)
 HOW = ("print it from the run (a code cell right after the prose that formats the sentence from "
        "variables: print(f\"... {value:.1%} ...\")) or give its block a source and date (arXiv id, URL, "
        "'(source, 2025)')")
@@ -84,7 +90,7 @@ def typed_figures(markdown: str) -> list[tuple[str, str]]:
     if EXERCISE_HEADING.search(markdown):
         return []
     found = []
-    for block in blocks(markdown):
+    for block in blocks(STUDY_TABLE.sub(" ", markdown)):
         if block.lstrip().startswith("#") or SOURCE.search(block):
             continue
         text = LIST_NUMBER.sub(" ", block)
