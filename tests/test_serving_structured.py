@@ -187,3 +187,35 @@ def test_a_slow_compile_is_a_400_not_a_hang(grammars, monkeypatch):
     with pytest.raises(APIError) as err:
         asyncio.run(out.grammar_for(fmt))
     assert err.value.status == 400 and err.value.param == SCHEMA_PARAM and "did not compile" in err.value.message
+
+
+def _accepts(matcher, text: str) -> int:
+    """How many characters of `text` the grammar accepts before refusing one."""
+    for i, ch in enumerate(text):
+        if not matcher.accept_string(ch):
+            return i
+    return len(text)
+
+
+def test_an_integer_without_bounds_ends_within_the_json_safe_range(grammars):
+    """A model repeating a digit (CI's ci model: "order_count": 8888...) must still close the object."""
+    import xgrammar as xgr
+
+    tok, out = grammars
+    prefix = '{"sentiment": "angry", "needs_human": true, "order_count": '
+    m = xgr.GrammarMatcher(out.compile(Ticket.model_json_schema()))
+    assert _accepts(m, prefix + "8" * 30) == len(prefix) + 16          # 2**53 - 1 has 16 digits
+    m = xgr.GrammarMatcher(out.compile(Ticket.model_json_schema()))
+    assert _accepts(m, prefix + str(structured.JSON_SAFE_INTEGER) + "}") == len(prefix) + 17 and m.is_terminated() is False
+    assert m.accept_token(tok.eos_token_id) and m.is_terminated()
+    m = xgr.GrammarMatcher(out.compile(Ticket.model_json_schema()))
+    assert _accepts(m, prefix + "-" + str(structured.JSON_SAFE_INTEGER)) == len(prefix) + 17
+    # a client's own bound is kept, numbers and the schema passed in are untouched
+    own = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 99}, "x": {"type": "number"},
+                                            "k": {"type": ["integer", "null"], "exclusiveMinimum": 0}}}
+    bounded = structured.bound_integers(own)
+    assert bounded["properties"]["n"] == {"type": "integer", "maximum": 99, "minimum": -structured.JSON_SAFE_INTEGER}
+    assert bounded["properties"]["x"] == {"type": "number"} and "minimum" not in bounded["properties"]["k"]
+    assert bounded["properties"]["k"]["maximum"] == structured.JSON_SAFE_INTEGER and "minimum" not in own["properties"]["n"]
+    m = xgr.GrammarMatcher(out.compile(own))
+    assert _accepts(m, '{"n": 100') == len('{"n": 10')

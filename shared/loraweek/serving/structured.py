@@ -16,11 +16,17 @@ The schema is refused (400, naming `response_format.json_schema.schema`) when xg
 compile it, and also when it uses a keyword that xgrammar would silently ignore: an answer
 that breaks a constraint the client asked for is worse than a clear refusal.
 Only `max_tokens` (finish_reason "length") or a `stop` string can still cut an answer short,
-as with OpenAI.
+as with OpenAI.  One thing the grammar adds: an `integer` without bounds is held to the range
+JSON numbers keep exactly everywhere (I-JSON, RFC 7493 section 2.2: at most 2**53 - 1 in size, so 16
+digits).  Unbounded, a small model that repeats a digit ("order_count": 8888...) never closes
+the object and every such answer ends at max_tokens, invalid; this happened on CI's build of the
+ci model.  A client's own `minimum` / `maximum` are kept.  Strings and `number`s stay unbounded
+(a reply may be long; xgrammar's bounded numbers would also cap decimals at 6).
 """
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +64,7 @@ _SCHEMA_ONE = ("items", "additionalProperties", "propertyNames", "unevaluatedPro
 COMPILE_TIMEOUT_S = 10.0        # a pattern such as "c{5,9000}" compiles for seconds; the client waits no longer
 MAX_SCHEMA_BYTES = 100_000
 CACHE_BYTES = 64 * 2**20        # compiled grammars kept by xgrammar; distinct client schemas must not grow memory
+JSON_SAFE_INTEGER = 2**53 - 1   # I-JSON's interoperable range (RFC 7493 section 2.2)
 _LOG_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: (Check failed: )?")
 
 
@@ -82,14 +89,40 @@ def schema_problem(schema: dict) -> str | None:
             return f"'allOf' at {where} with more than one schema is not supported; merge them into one"
         if isinstance(node.get("$ref"), str) and not node["$ref"].startswith("#"):
             return f"'$ref' at {where} must point inside the schema ('#/...'), got {node['$ref'][:80]!r}"
-        for key in _SCHEMA_MAPS:
-            if isinstance(node.get(key), dict):
-                stack += [(f"{where}/{key}/{name}", sub) for name, sub in node[key].items()]
-        for key in _SCHEMA_LISTS:
-            if isinstance(node.get(key), list):
-                stack += [(f"{where}/{key}/{i}", sub) for i, sub in enumerate(node[key])]
-        stack += [(f"{where}/{key}", node[key]) for key in _SCHEMA_ONE if key in node]
+        stack += _nested(where, node)
     return None
+
+
+def _nested(where: str, node: dict) -> list[tuple[str, object]]:
+    """The schemas directly inside `node`, with their JSON pointers."""
+    out = []
+    for key in _SCHEMA_MAPS:
+        if isinstance(node.get(key), dict):
+            out += [(f"{where}/{key}/{name}", sub) for name, sub in node[key].items()]
+    for key in _SCHEMA_LISTS:
+        if isinstance(node.get(key), list):
+            out += [(f"{where}/{key}/{i}", sub) for i, sub in enumerate(node[key])]
+    return out + [(f"{where}/{key}", node[key]) for key in _SCHEMA_ONE if key in node]
+
+
+def bound_integers(schema: dict) -> dict:
+    """A copy of `schema` whose integers without a lower / upper bound get +-JSON_SAFE_INTEGER
+    (see the module docstring); a client's own bounds, and everything else, unchanged."""
+    schema = copy.deepcopy(schema)
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        kinds = node.get("type")
+        # only a pure integer: a bound on ["integer", "number"] would also bound the number's decimals
+        if kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds and "number" not in kinds):
+            if "minimum" not in node and "exclusiveMinimum" not in node:
+                node["minimum"] = -JSON_SAFE_INTEGER
+            if "maximum" not in node and "exclusiveMaximum" not in node:
+                node["maximum"] = JSON_SAFE_INTEGER
+        stack += [sub for _, sub in _nested("#", node)]
+    return schema
 
 
 def _compiler_message(exc: Exception) -> str:
@@ -153,7 +186,7 @@ class StructuredOutput:
     def compile(self, schema: dict) -> xgr.CompiledGrammar:
         # compact separators (", ", ": "), as json.dumps writes the training targets; any
         # whitespace would also let a small model emit newlines until max_tokens
-        return self.compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+        return self.compiler.compile_json_schema(json.dumps(bound_integers(schema)), any_whitespace=False)
 
     async def grammar_for(self, fmt: ResponseFormat | None) -> xgr.CompiledGrammar | None:
         """The grammar a request's `response_format` asks for (None: free text), or a 400."""
