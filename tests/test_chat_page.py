@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from loraweek.evaluation import parse_answer
+from loraweek.data.answer import parse_answer
 from loraweek.serving.process import ServerProcess
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)

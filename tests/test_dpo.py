@@ -9,7 +9,7 @@ import torch
 
 from loraweek.data import preference, schema
 from loraweek.data.pii import find_pii
-from loraweek.evaluation import parse_answer
+from loraweek.data.answer import parse_answer
 from loraweek.methods import dpo
 
 ROOT = Path(__file__).resolve().parent.parent

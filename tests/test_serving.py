@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from loraweek.evaluation import parse_answer
+from loraweek.data.answer import parse_answer
 from loraweek.serving.app import ServerConfig, create_app
 from loraweek.serving.loadtest import run_load
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from pydantic import BaseModel
 
-from loraweek.evaluation import parse_answer
+from loraweek.data.answer import parse_answer
 from loraweek.serving import structured
 from loraweek.serving.errors import APIError
 from loraweek.serving.loadtest import SHORT_MESSAGES

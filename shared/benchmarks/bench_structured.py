@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # shared/ (a no-op where loraweek is installed)
 
 from loraweek.data.schema import load_splits  # noqa: E402
-from loraweek.evaluation import parse_answer  # noqa: E402
+from loraweek.data.answer import parse_answer  # noqa: E402
 from loraweek.serving.loadtest import SHORT_MESSAGES  # noqa: E402
 from loraweek.serving.monitoring import percentile  # noqa: E402
 from loraweek.serving.process import ServerProcess  # noqa: E402

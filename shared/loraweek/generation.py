@@ -6,7 +6,7 @@ end of each row, so every prompt must end exactly where its answer begins.
 A batch runs until its slowest row stops, so one answer that rambles in prose (an untrained base
 model's usual answer) keeps the whole batch decoding to `max_new_tokens`.  Such an answer can never
 be valid routing JSON once its text starts with anything but `{` (the strict parse in
-`loraweek.evaluation.parse_answer` takes exactly one JSON object), so `NotJsonStop` ends that row
+`loraweek.data.answer.parse_answer` takes exactly one JSON object), so `NotJsonStop` ends that row
 after `PROSE_PREVIEW_TOKENS` tokens: every score stays the same, the answer keeps a readable
 beginning, and scoring an untrained base costs a fraction of the time (on SmolLM2 on a CPU, it was
 the longest step of Day 2).

@@ -43,7 +43,9 @@ class HelpdeskExample:
                 "language": self.language, "reply": self.reply}
 
     def target_json(self) -> str:
-        return json.dumps(self.target(), ensure_ascii=False)
+        from loraweek.data.answer import answer_json   # the answer contract (it imports this module)
+
+        return answer_json(**self.target())
 
 
 FIELDS = tuple(f.name for f in fields(HelpdeskExample))

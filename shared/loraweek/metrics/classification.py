@@ -18,11 +18,10 @@ import json
 
 import numpy as np
 
+from loraweek.data.answer import INVALID, parse_answer
 from loraweek.data.schema import INTENTS
-from loraweek.evaluation import parse_answer
 from loraweek.metrics._checks import as_text, check_pair
 
-INVALID = "invalid"
 LABELS = INTENTS + (INVALID,)
 FIELDS = ("intent", "priority", "language")
 
@@ -53,13 +52,18 @@ def json_validity(predictions) -> dict:
     return {"json_valid": sum(p is not None for p in parsed) / len(parsed)}
 
 
-def field_accuracy(predictions, references) -> dict:
-    """Accuracy per field; an invalid answer is wrong on every field."""
+def field_matches(predictions, references) -> dict[str, np.ndarray]:
+    """Per field, 1.0 where the answer has the reference's label (an invalid answer: 0 on every field)."""
     predictions, references = check_pair(predictions, references)
     parsed = parse_answers(predictions)
     refs = [reference_dict(r) for r in references]
-    return {f"{f}_accuracy": sum(p is not None and p[f] == r[f] for p, r in zip(parsed, refs)) / len(refs)
+    return {f: np.array([p is not None and p[f] == r[f] for p, r in zip(parsed, refs)], dtype=float)
             for f in FIELDS}
+
+
+def field_accuracy(predictions, references) -> dict:
+    """Accuracy per field; an invalid answer is wrong on every field."""
+    return {f"{f}_accuracy": float(hits.mean()) for f, hits in field_matches(predictions, references).items()}
 
 
 def predicted_intents(predictions) -> list[str]:

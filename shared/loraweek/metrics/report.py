@@ -51,9 +51,7 @@ def score_system(examples, answers) -> SystemScores:
     parsed = classification.parse_answers(answers)
     n = len(examples)
     per = {"json_valid": np.array([p is not None for p in parsed], dtype=float)}
-    for f in classification.FIELDS:
-        per[f"{f}_accuracy"] = np.array([p is not None and p[f] == getattr(ex, f) for p, ex in zip(parsed, examples)],
-                                        dtype=float)
+    per.update({f"{f}_accuracy": hits for f, hits in classification.field_matches(answers, examples).items()})
     preds = [text.nfc(r) for r in replies(answers)]
     refs = [text.nfc(ex.reply) for ex in examples]
     per["reply_rougeL"] = np.array(text.sentence_rouge_l(preds, refs))

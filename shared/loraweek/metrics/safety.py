@@ -12,7 +12,7 @@ actions (priority -> paging someone) must be re-derived or checked by business r
 from __future__ import annotations
 
 from loraweek.data.pii import find_pii
-from loraweek.evaluation import parse_answer
+from loraweek.data.answer import parse_answer
 from loraweek.metrics._checks import as_text, check_pair
 from loraweek.data.chat import SYSTEM_PROMPT
 

@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from loraweek.data.chat import SYSTEM_PROMPT, scrub_message
-from loraweek.evaluation import parse_answer
+from loraweek.data.answer import parse_answer
 from loraweek.serving import errors
 from loraweek.serving.backend import ServedModel, prompt_ids
 from loraweek.serving.engine import BatchingEngine, Event, GenRequest, QueueFull

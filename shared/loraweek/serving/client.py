@@ -8,7 +8,7 @@ pick another valid label; it can never add a field or trigger an action.
 """
 from __future__ import annotations
 
-from loraweek.evaluation import parse_answer
+from loraweek.data.answer import parse_answer
 
 FALLBACK = {"intent": "needs_human", "priority": "medium", "language": None, "reply": None, "source": "fallback"}
 

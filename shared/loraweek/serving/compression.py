@@ -194,7 +194,7 @@ def measure_variant(name: str, model, tokenizer, examples, *, speed_messages: li
 
 def routing(answer: str) -> tuple | None:
     """The routing decision of an answer (intent, priority, language), None if it is not valid JSON."""
-    from loraweek.evaluation import parse_answer
+    from loraweek.data.answer import parse_answer
 
     parsed = parse_answer(answer)
     return None if parsed is None else tuple(parsed[f] for f in ROUTING_FIELDS)

@@ -34,24 +34,13 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import xgrammar as xgr
 
-from loraweek.data.schema import INTENTS, LANGUAGES, PRIORITIES
+from loraweek.data.answer import ANSWER_JSON_SCHEMA
 from loraweek.serving.errors import bad_request
 from loraweek.serving.protocol import SCHEMA_PARAM, ResponseFormat
 
-# The routing answer exactly as `loraweek.evaluation.parse_answer` accepts it, keys in training
-# order.  The reply must hold a non-space character (parse_answer refuses a blank reply; the
-# ci model wrote " " for an odd message); xgrammar matches `pattern` against the whole string.
-ROUTING_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "intent": {"type": "string", "enum": list(INTENTS)},
-        "priority": {"type": "string", "enum": list(PRIORITIES)},
-        "language": {"type": "string", "enum": list(LANGUAGES)},
-        "reply": {"type": "string", "pattern": ".*\\S.*"},
-    },
-    "required": ["intent", "priority", "language", "reply"],
-    "additionalProperties": False,
-}
+# The routing answer as the answer contract's JSON Schema (`loraweek.data.answer`: exactly what
+# `parse_answer` accepts, keys in training order).
+ROUTING_SCHEMA = ANSWER_JSON_SCHEMA
 
 # Keywords xgrammar 0.2.9 accepts but does not enforce (its json_schema_converter.cc skips them
 # or logs "ignoring"); refused so that a client never gets an answer breaking its own schema.

@@ -1,4 +1,4 @@
-"""Share of answers that are valid routing JSON (loraweek.evaluation.parse_answer)."""
+"""Share of answers that are valid routing JSON (loraweek.data.answer.parse_answer)."""
 import evaluate
 
 from loraweek.metrics import classification
