@@ -23,6 +23,7 @@ VALIDATOR = jsonschema.Draft202012Validator(ANSWER_JSON_SCHEMA)
 def test_every_target_is_valid_under_the_schema_and_parses_back_to_itself():
     for ex in EXAMPLES:
         text = ex.target_json()
+        assert text == answer.answer_json(**ex.target()), ex.id
         assert list(json.loads(text)) == list(answer.ANSWER_KEYS), ex.id
         VALIDATOR.validate(json.loads(text))
         assert parse_answer(text) == ex.target(), ex.id

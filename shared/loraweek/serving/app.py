@@ -31,7 +31,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from jinja2 import TemplateError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from loraweek.data.chat import SYSTEM_PROMPT, scrub_message
 from loraweek.data.answer import parse_answer
@@ -41,7 +40,7 @@ from loraweek.serving.engine import BatchingEngine, Event, GenRequest, QueueFull
 from loraweek.serving.errors import APIError
 from loraweek.serving.metrics import RouterMetrics
 from loraweek.serving.oauth import OAuthError, OAuthServer, TokenError, looks_like_jwt
-from loraweek.serving.protocol import ChatRequest, decode_json_body, parse_chat_request
+from loraweek.serving.protocol import ChatRequest, decode_json_body, parse_chat_request, read_body
 from loraweek.serving.security import KeyChecker, RateLimiter, presented_key
 from loraweek.serving.structured import StructuredOutput
 
@@ -112,24 +111,6 @@ class MetricsMiddleware:
             path = scope["path"]
             route = path if path in self.ROUTES or path in self.state.config.extra.get("routes", ()) else "other"
             self.state.metrics.requests.labels(route, str(status["code"])).inc()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as it passes `limit` bytes: a 10 MB body is never buffered whole."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise errors.too_large(f"Request body is {declared} bytes; the limit is {limit} bytes.")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise errors.too_large(f"Request body exceeds the limit of {limit} bytes.")
-            chunks.append(chunk)
-    except ClientDisconnect:   # the client left mid-body: nobody reads the answer, but it is no 500
-        raise APIError(499, "The client closed the connection before sending the whole body.",
-                       code="client_closed_request") from None
-    return b"".join(chunks)
 
 
 def conversation(req: ChatRequest) -> list[dict]:

@@ -21,7 +21,7 @@ import os
 from fastapi import Request
 
 from loraweek.serving.errors import bad_request
-from loraweek.serving.protocol import decode_json_body, parse_chat_request
+from loraweek.serving.protocol import decode_json_body, parse_chat_request, read_body
 
 
 def vertex_routes(env=os.environ) -> tuple[str | None, str | None]:
@@ -52,8 +52,6 @@ def add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion) 
 
         async def predict(request: Request):
             guard(request, public=public)
-            from loraweek.serving.app import read_body
-
             body = decode_json_body(await read_body(request, config.max_body_bytes), config.max_body_bytes)
             instances = body.get("instances")
             if not isinstance(instances, list) or not instances:

@@ -24,6 +24,7 @@ from itertools import accumulate
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from starlette.requests import ClientDisconnect, Request
 
 from loraweek.serving.errors import APIError, bad_request, too_large
 
@@ -159,6 +160,24 @@ def first_unencodable(obj) -> tuple[str, str, int] | None:
 def _too_deep(how: str) -> APIError:
     return bad_request(f"Request body is JSON nested deeper than {MAX_JSON_DEPTH} levels ({how}); "
                        "a chat request needs a handful.", code="invalid_json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) as soon as it passes `limit` bytes: a 10 MB body is never buffered whole."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large(f"Request body is {declared} bytes; the limit is {limit} bytes.")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(f"Request body exceeds the limit of {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:   # the client left mid-body: nobody reads the answer, but it is no 500
+        raise APIError(499, "The client closed the connection before sending the whole body.",
+                       code="client_closed_request") from None
+    return b"".join(chunks)
 
 
 def decode_json_body(raw: bytes, max_bytes: int) -> dict:
