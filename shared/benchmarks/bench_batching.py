@@ -28,10 +28,11 @@ import torch
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
 
+from loraweek.hardware import T4_USABLE_MB  # noqa: E402
 from loraweek.profiles import get_profile  # noqa: E402
 
 VARIANTS = ("padded", "bucketed", "padding_free")
-T4_MB = 15 * 1024  # a T4 has 16 GB, about 15 GiB of it usable
+T4_MB = T4_USABLE_MB  # loraweek.hardware
 QWEN25_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                   num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0,
                   rms_norm_eps=1e-6, tie_word_embeddings=True, vocab_size=151936)

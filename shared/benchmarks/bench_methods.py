@@ -110,7 +110,7 @@ def memory_child(args, profile) -> None:
 
 
 def print_memory_table(rows: dict) -> None:
-    from bench_batching import T4_MB
+    from loraweek.hardware import T4_USABLE_MB as T4_MB
 
     print("| method | trainable | dtype | weights MB | grads + Adam MB | peak MB | fits a T4 (15 GiB)? | s/step |")
     print("|---|---|---|---|---|---|---|---|")

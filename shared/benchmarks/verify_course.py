@@ -40,9 +40,10 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
 
 from loraweek.course import BUILD, course_notebooks, execute_notebook  # noqa: E402
+from loraweek.hardware import T4_USABLE_GIB  # noqa: E402
 from loraweek.profiles import CPU_PROFILES, PROFILE_NAMES  # noqa: E402
 
-T4_USABLE_GB = 15.0
+T4_USABLE_GB = T4_USABLE_GIB   # loraweek.hardware
 STATS_ENV = "VERIFY_STATS_FILE"
 
 PREAMBLE = '''# Added by shared/benchmarks/verify_course.py (not part of the course): T4 limits + memory sampling.

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loraweek.hardware import GPU_MEMORY_GIB
+
 GB = 1e9  # decimal gigabytes, as GPU spec sheets count
 
 BYTES_16BIT = 2.0
@@ -113,7 +115,7 @@ SHAPES = {
     "65B": ModelShape("LLaMA-65B", hidden=8192, intermediate=22016, layers=80, heads=64, kv_heads=64, vocab=32000),
 }
 
-GPUS = {"T4 (15 GB)": 15.0, "A100 40GB": 40.0, "48 GB card (A6000/L40S)": 48.0, "A100 80GB": 80.0}
+GPUS = GPU_MEMORY_GIB   # loraweek.hardware: one home for the cards the course compares against
 
 QLORA_PAPER_65B_GB = 41.0   # what the QLoRA paper reports for its 65B run (fits a 48 GB GPU)
 QLORA_PAPER_FULL_FT_65B_GB = 780.0  # "more than 780 GB" for regular 16-bit finetuning of 65B
