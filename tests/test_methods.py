@@ -180,3 +180,19 @@ def test_quality_falls_back_to_validation_loss_only_when_f1_cannot_rank():
     assert values["a"] == pytest.approx(math.exp(-1.0))
     ranked = [R(method="a", intent_f1=0.2, val_loss=1.0), R(method="b", intent_f1=0.5, val_loss=2.0)]
     assert decision.quality_measure(ranked) == ("intent macro-F1", {"a": 0.2, "b": 0.5})
+
+
+def test_methods_carry_their_behaviour_no_function_branches_on_a_name():
+    """A new method is one row of registry.METHODS: no `name == "..."` / `name in (...)` anywhere in
+    the methods package (issue 23, item 5)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(registry.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id in ("name", "method"):
+                consts = [c for c in node.comparators if isinstance(c, (ast.Constant, ast.Tuple, ast.List, ast.Set))]
+                assert not consts, f"{path.name} line {node.lineno} branches on a method's name"
+    assert {m.name for m in registry.METHODS.values() if m.trains_base} == {"full", "hft"}
+    assert all(m.peft != (m.attach is not None) for m in registry.METHODS.values()), "peft config or attach, one each"
