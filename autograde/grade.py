@@ -38,16 +38,17 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_markdown_cell, new_output
 
-from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MAX_NOTEBOOK_MB, MISSING, OUT_OF_MEMORY,
-               RELEASE_DIR, REPO_ROOT, SOLUTIONS_DIR, TAMPERED, TIMED_OUT)
+from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MAX_NOTEBOOK_MB, MISSING, RELEASE_DIR, REPO_ROOT,
+               SOLUTIONS_DIR, TAMPERED)
+from .classify import Outcome, classify
 from .collect import rejected_marker
 from .course import notebook_names, read_course, tree_digest
 from .integrity import check_submission, graded_cells, sanitize, score_notebook, test_cells
 from .fsguard import watched
 from .jail import GUARD, KERNEL_PID_FILE, SANDBOX, StudentJails, probe
 from .leaks import instructor_lines, redact
-from .limits import (HOME_MB, INTERRUPT_GRACE_S, MAX_PROCESSES, SCRATCH_MB, TMP_MB, CappedFolder, Cgroup, Limits, describe_bounds,
-                     describe_mb)
+from .limits import (HOME_MB, INTERRUPT_GRACE_S, MAX_PROCESSES, SCRATCH_MB, TMP_MB, CappedFolder, Cgroup, Limits,
+                     describe_bounds)
 from .sandbox import run_bounded, worker_env
 
 log = logging.getLogger("autograde.grade")
@@ -151,7 +152,6 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     if not chk.valid:
         result.update(status=INVALID, reasons=[chk.error])
         return result
-    reasons = list(chk.problems)
 
     work = course_dir / "work" / f"{student}__{nb_name}"
     if work.exists():
@@ -229,79 +229,27 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
             guard = json.loads(report.read_text())
         except Exception:
             guard = {"findings": ["guard report unreadable"]}
-    findings = guard.get("findings", [])
-    reasons += findings
-    # which bound was hit, said in the row (the kernel's counters, not guesses)
-    limit_hit = [f"out of memory: {name} reached its {describe_mb(folders[name].cap_mb)} cap" for name in full]
-    if out.pids_refused:
-        limit_hit.append(f"too many processes: the notebook reached its cap of {limits.max_processes} "
-                         f"processes and threads (pids.max refused {out.pids_refused} fork(s)); what its "
-                         "kernel forked was stopped")
-    nb = None
-    if out.timed_out:
-        status = TIMED_OUT
-        reasons.append(f"the notebook ran longer than {timeout:g} s and was stopped")
-    elif out.out_of_memory and not out.oom_kills:   # the RSS watchdog (no cgroup) killed the tree
-        status = OUT_OF_MEMORY
-        reasons.append(f"the notebook used more than {memory_mb} MiB and was stopped")
-    elif out.returncode != 0 or not executed.exists():
-        status = CRASHED
-        tail = (course_dir / "work" / f"{student}__{nb_name}.log").read_text(errors="replace")[-600:]
-        died = "DeadKernelError" in tail or "Kernel died" in tail
-        reasons.append("the kernel died while running the notebook" if died else
-                       f"nbgrader could not grade the notebook (exit code {out.returncode})")
-    else:
+    findings = list(guard.get("findings", []))
+    nb = scores = None
+    stopped = out.timed_out or (out.out_of_memory and not out.oom_kills)   # by the time limit or the watchdog
+    crashed = not stopped and (out.returncode != 0 or not executed.exists())
+    if not stopped and not crashed:
         nb = nbformat.read(str(executed), as_version=4)
         n_leaked = redact(nb, instructor_lines(source_nb, nbformat.read(str(release_nb), as_version=4)))
         if n_leaked:
             findings.append(f"its outputs held {n_leaked} line(s) of the instructor's hidden tests or "
                             "solutions (removed from the feedback)")
-            reasons.append(findings[-1])
-        s = score_notebook(nb, points)
-        result["scores"] = s["scores"]
-        reasons += s["notes"]
-        status = GRADED
-        if guard.get("stuck_at"):
-            status = TIMED_OUT
-            reasons.append(f"{guard['stuck_at']} ran longer than {cell_timeout:g} s and ignored the interrupt: "
-                           "the kernel was stopped there; the tests above it kept their points, the "
-                           "cells below it were not run")
-        elif guard.get("died_at"):
-            status = OUT_OF_MEMORY if out.pids_refused else CRASHED
-            reasons.append(f"the kernel died while running {guard['died_at']} "
-                           f"({'stopped at the process cap' if out.pids_refused else 'killed, or a crash'}); "
-                           "the tests above it kept their points, the cells below it were not run")
-        elif s["timed_out"]:
-            status = TIMED_OUT
-            reasons.append(f"{', '.join(s['timed_out_cells'])}: ran longer than {cell_timeout:g} s and "
-                           "was interrupted")
-        elif s["out_of_memory"]:
-            status = OUT_OF_MEMORY
-            reasons.append(f"a cell ran out of memory (bound {memory_mb} MiB)")
-        elif limit_hit:
-            status = OUT_OF_MEMORY
-        elif s["full_disk_cells"]:   # no capped mount to look at: the refused write says it
-            status = OUT_OF_MEMORY
-            reasons.append(f"out of memory: {', '.join(s['full_disk_cells'])}: a write was refused (no space "
-                           f"left): /tmp, /dev/shm or the home reached its cap ({describe_mb(limits.tmp_mb)}, "
-                           f"{describe_mb(limits.home_mb)})")
-    if out.oom_kills:   # the cgroup's OOM killer ended a process: say so, not "crashed"
-        oom = (f"out of memory: the notebook's processes and in-memory files (/tmp, home, /dev/shm) "
-               f"passed {memory_mb} MiB and the kernel's OOM killer stopped {out.oom_kills} process(es) "
-               f"({out.bounded_by})")
-        if status == CRASHED and not guard.get("died_at"):
-            reasons[-1] = oom
-        else:
-            reasons.append(oom)
-        if status in (CRASHED, GRADED):
-            status = OUT_OF_MEMORY
-    reasons += limit_hit
-    if out.pids_refused and status in (GRADED, TIMED_OUT, CRASHED):
-        # the cause, whatever it did next (a kernel that cannot start a thread may hang until the
-        # cell timeout stops it): the reason says both
-        status = OUT_OF_MEMORY
-    if chk.problems or findings:
-        status = TAMPERED
+        scores = score_notebook(nb, points)
+        result["scores"] = scores["scores"]
+    tail = (course_dir / "work" / f"{student}__{nb_name}.log").read_text(errors="replace")[-600:] if crashed else ""
+    status, reasons = classify(Outcome(
+        timeout=timeout, cell_timeout=cell_timeout, memory_mb=memory_mb, max_processes=limits.max_processes,
+        tmp_mb=limits.tmp_mb, home_mb=limits.home_mb, timed_out=out.timed_out, out_of_memory=out.out_of_memory,
+        oom_kills=out.oom_kills, returncode=out.returncode, executed=executed.exists(),
+        kernel_died="DeadKernelError" in tail or "Kernel died" in tail, bounded_by=out.bounded_by,
+        pids_refused=out.pids_refused, full_folders=tuple((name, folders[name].cap_mb) for name in full),
+        submission_problems=tuple(chk.problems), findings=tuple(findings), stuck_at=guard.get("stuck_at"),
+        died_at=guard.get("died_at"), scores=scores))
     result["status"] = status
     result["reasons"] = reasons
     if nb is not None:
