@@ -10,13 +10,14 @@ MEASURED = {
     "ci": "`bash run.sh test` from a fresh clone at 360a833 (tests/test_notebooks.py's durations), 2-core AMD "
           "EPYC, 2026-12-02, while another test run shared the cores (upper bounds; Day 3 most affected)",
     "laptop": "`python -m loraweek.course --profile laptop`, 2-core AMD EPYC (AVX2, ~118 GFLOP/s fp32 matmul), "
-              "2026-12-02",
+              "2026-12-02 (Day 2: `bash run.sh course --profile laptop --only day2` at lr 2e-3, 1,362 s, the cores "
+              "otherwise idle)",
 }
 
 # notebook stem -> profile -> minutes of wall clock (None: not measured)
 MINUTES = {
     "day1_lora_qlora_intro": {"ci": 1.2, "laptop": 5.0, "colab": None, "gpu": None},
-    "day2_qlora_finetuning": {"ci": 3.7, "laptop": None, "colab": None, "gpu": None},
+    "day2_qlora_finetuning": {"ci": 3.7, "laptop": 22.7, "colab": None, "gpu": None},
     "day3_method_comparison": {"ci": 11.0, "laptop": None, "colab": None, "gpu": None},
     "day4_evaluation": {"ci": 2.8, "laptop": None, "colab": None, "gpu": None},
     "day5_deployment": {"ci": 1.4, "laptop": None, "colab": None, "gpu": None},
