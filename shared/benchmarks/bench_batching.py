@@ -32,7 +32,6 @@ from loraweek.hardware import T4_USABLE_MB  # noqa: E402
 from loraweek.profiles import get_profile  # noqa: E402
 
 VARIANTS = ("padded", "bucketed", "padding_free")
-T4_MB = T4_USABLE_MB  # loraweek.hardware
 QWEN25_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                   num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0,
                   rms_norm_eps=1e-6, tie_word_embeddings=True, vocab_size=151936)
@@ -167,8 +166,8 @@ def main(argv=None) -> None:
           "padding fraction: the samplers' kind of order collated in batches (see the docstring)")
     if args.model_config and torch.cuda.is_available():
         peak = max(r["peak_memory_mb"] for r in reports.values())
-        print(f"peak VRAM {peak:,.0f} MB = {peak / T4_MB:.0%} of a T4's 15 GB: "
-              f"{'fits' if peak < T4_MB else 'does NOT fit'} (allocator peak; add ~0.5-1 GB CUDA context)")
+        print(f"peak VRAM {peak:,.0f} MB = {peak / T4_USABLE_MB:.0%} of a T4's 15 GB: "
+              f"{'fits' if peak < T4_USABLE_MB else 'does NOT fit'} (allocator peak; add ~0.5-1 GB CUDA context)")
 
 
 if __name__ == "__main__":

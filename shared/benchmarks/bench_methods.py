@@ -110,12 +110,12 @@ def memory_child(args, profile) -> None:
 
 
 def print_memory_table(rows: dict) -> None:
-    from loraweek.hardware import T4_USABLE_MB as T4_MB
+    from loraweek.hardware import T4_USABLE_MB
 
     print("| method | trainable | dtype | weights MB | grads + Adam MB | peak MB | fits a T4 (15 GiB)? | s/step |")
     print("|---|---|---|---|---|---|---|---|")
     for m, r in rows.items():
-        fits = "yes" if r["peak_mb"] <= T4_MB else "no"
+        fits = "yes" if r["peak_mb"] <= T4_USABLE_MB else "no"
         print(f"| {m} | {r['trainable']:,} | {r['dtype']} | {r['weights_mb']:,.0f} | {r['states_mb']:,.0f} | "
               f"{r['peak_mb']:,.0f} | {fits} | {r['s_per_step']:.1f} |")
     first = next(iter(rows.values()))

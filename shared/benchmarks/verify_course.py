@@ -43,7 +43,6 @@ from loraweek.course import BUILD, course_notebooks, execute_notebook  # noqa: E
 from loraweek.hardware import T4_USABLE_GIB  # noqa: E402
 from loraweek.profiles import CPU_PROFILES, PROFILE_NAMES  # noqa: E402
 
-T4_USABLE_GB = T4_USABLE_GIB   # loraweek.hardware
 STATS_ENV = "VERIFY_STATS_FILE"
 
 PREAMBLE = '''# Added by shared/benchmarks/verify_course.py (not part of the course): T4 limits + memory sampling.
@@ -127,7 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="a model folder (default: the ci and laptop profiles' own model; for colab/gpu "
                                    "the Qwen-shaped one built under build/verify/)")
     p.add_argument("--shrink", action="store_true", help="build the shrunk shape (the default on a CPU)")
-    p.add_argument("--memory-gb", type=float, default=T4_USABLE_GB, help="GPU memory cap in GiB; 0 = none")
+    p.add_argument("--memory-gb", type=float, default=T4_USABLE_GIB, help="GPU memory cap in GiB; 0 = none")
     p.add_argument("--no-fp16", action="store_true", help="do not force fp16 (bf16 where the GPU has it)")
     p.add_argument("--grading-sizes", action="store_true",
                    help="the smallest sizes (NBGRADER_EXECUTION is set: profile ci); the default for a GPU "

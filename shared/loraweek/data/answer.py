@@ -3,6 +3,7 @@
     schema (data/schema.py: the closed label sets)
       -> ANSWER_JSON_SCHEMA   the answer as a JSON Schema (the server constrains decoding with it)
       -> answer_json(...)     the training target: one JSON object, keys in ANSWER_KEYS order
+                              (written in data/schema.py, below this module; re-exported here)
       -> parse_answer(text)   strict: one JSON object, exactly the four keys, allowed labels, a reply
       -> INVALID              the predicted label of an answer that does not parse
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from loraweek.data.schema import INTENTS, LANGUAGES, PRIORITIES
+from loraweek.data.schema import INTENTS, LANGUAGES, PRIORITIES, answer_json  # noqa: F401  (part of the contract)
 
 ANSWER_KEYS = ("intent", "priority", "language", "reply")
 INVALID = "<invalid>"   # not a label of any field, so it can never be mistaken for a right answer
@@ -35,12 +36,6 @@ ANSWER_JSON_SCHEMA = {
     "required": list(ANSWER_KEYS),
     "additionalProperties": False,
 }
-
-
-def answer_json(intent: str, priority: str, language: str, reply: str) -> str:
-    """The target text the model learns to write (json.dumps's ", " / ": ", non-ASCII kept)."""
-    return json.dumps({"intent": intent, "priority": priority, "language": language, "reply": reply},
-                      ensure_ascii=False)
 
 
 def parse_answer(text: str) -> dict | None:
