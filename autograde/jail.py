@@ -4,7 +4,7 @@ Only the Jupyter *kernel* (where student code runs) is jailed; nbgrader, the gra
 instructor's notebooks stay outside.  Inside, the kernel sees:
 
 * read-only: the system (/usr, /etc, ...), Python, the venv, the course package, the model
-  cache (``loraweek.tiny_model.cache_root()``) and the other read-only caches it may load from;
+  cache (``loraweek.models.tiny.cache_root()``) and the other read-only caches it may load from;
 * writable: its own scratch folder (nbgrader's autograded folder of this one notebook, also its
   working directory), a private home and a private /tmp, both thrown away afterwards;
 * no network (``--unshare-net``; loopback still works, Day 5 serves on 127.0.0.1), its own PID

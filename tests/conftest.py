@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_sessionstart(session):
     # Build (or find) the ci model before any test, so notebooks and grading subprocesses
     # that start in parallel all find it cached instead of each waiting on the build.
-    from loraweek.tiny_model import ensure_ci_model
+    from loraweek.models.tiny import ensure_ci_model
 
     ensure_ci_model()
 
@@ -65,7 +65,7 @@ def ci():
 @pytest.fixture(scope="session")
 def adapter():
     """The course's fine-tuned adapter on the ci model (trained once, cached)."""
-    from loraweek.finetuned import course_adapter
+    from loraweek.models.finetuned import course_adapter
     from loraweek.profiles import get_profile
 
     return course_adapter(get_profile("ci"), progress=False)
@@ -73,7 +73,7 @@ def adapter():
 
 @pytest.fixture(scope="session")
 def server(adapter):
-    """One real `python -m loraweek.serve` for test_serving.py and test_serving_structured.py
+    """One real `python -m loraweek.serving` for test_serving.py and test_serving_structured.py
     (each start costs 10-20 s on 2 cores); test_serving_fuzz.py starts its own, capped one."""
     from loraweek.serving.process import ServerProcess
 

@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
-    from loraweek.tiny_model import ensure_ci_model
+    from loraweek.models.tiny import ensure_ci_model
 
     ensure_ci_model()  # build the ci model once here, not in two racing ranks
     out = tmp_path_factory.mktemp("ddp") / "run"

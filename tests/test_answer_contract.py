@@ -1,6 +1,6 @@
 """One answer contract (issue 23, item 2): `loraweek.data.answer` defines what a routing answer is;
 the JSON Schema the server decodes with, the training targets and the strict parser agree, and
-every scorer of the week (Days 2-3's `evaluation`, Day 4's `metrics`, the server) reads it."""
+every scorer of the week (Days 2-3's `metrics.answers`, Day 4's `metrics`, the server) reads it."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from sklearn.metrics import f1_score
 
-from loraweek import evaluation
+from loraweek.metrics import answers as evaluation   # the tables of Days 2-3 (once loraweek.evaluation)
 from loraweek.data import answer, schema
 from loraweek.data.answer import ANSWER_JSON_SCHEMA, INVALID, parse_answer
 from loraweek.metrics import classification, report
@@ -55,7 +55,7 @@ def test_the_schema_and_the_parser_refuse_the_same_answers():
 
 def test_invalid_is_no_label_and_old_import_paths_are_the_contract():
     assert INVALID not in schema.INTENTS + schema.PRIORITIES + schema.LANGUAGES
-    # one-line re-exports kept for notebooks written against loraweek.evaluation
+    # re-exports kept for notebooks written against the old loraweek.evaluation
     assert evaluation.parse_answer is parse_answer and evaluation.INVALID is INVALID
     assert evaluation.ANSWER_KEYS is answer.ANSWER_KEYS and evaluation.predicted_labels is answer.predicted_labels
     assert classification.INVALID is INVALID and classification.parse_answer is parse_answer

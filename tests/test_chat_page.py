@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server():
-    from loraweek.finetuned import course_adapter
+    from loraweek.models.finetuned import course_adapter
     from loraweek.profiles import get_profile
 
     with ServerProcess(["--adapter", str(course_adapter(get_profile("ci"), progress=False)), "--profile", "ci"]) as srv:

@@ -14,7 +14,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
 from loraweek.data import chat, schema  # noqa: E402
-from loraweek.finetuned import course_adapter  # noqa: E402
+from loraweek.models.finetuned import course_adapter  # noqa: E402
 from loraweek.profiles import get_profile  # noqa: E402
 from loraweek.serving import export, vllm_check  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""One fine-tuned adapter for Days 3-5 (loraweek.finetuned): trained once per recipe, cached
+"""One fine-tuned adapter for Days 3-5 (loraweek.models.finetuned): trained once per recipe, cached
 read-only, Day 2's own adapter preferred when it matches.  A 2-step recipe keeps this fast."""
 import os
 import stat
@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
-from loraweek import finetuned  # noqa: E402
+from loraweek.models import finetuned  # noqa: E402
 from loraweek.profiles import get_profile  # noqa: E402
 
 

@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
 from loraweek.data import schema  # noqa: E402
 from loraweek.data.answer import parse_answer  # noqa: E402
-from loraweek.finetuned import load_base_model  # noqa: E402
+from loraweek.models.finetuned import load_base_model  # noqa: E402
 from loraweek.generation import PROSE_PREVIEW_TOKENS, generate_answers  # noqa: E402
 from loraweek.profiles import get_profile  # noqa: E402
 

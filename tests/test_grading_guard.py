@@ -33,11 +33,11 @@ FIXTURES = ROOT / "tests" / "fixtures" / "week06"
 NB = "day0_fixture"
 ANSWER = "def lora_param_count(d_in, d_out, r):\n    return r * (d_in + d_out)\n"
 ATTACKS = {
-    "g1-package": '''import loraweek.lora_layer as _m, pathlib
+    "g1-package": '''import loraweek.lora.layer as _m, pathlib
 _p = pathlib.Path(_m.__file__)
 _p.write_text(_p.read_text() + "\\ndef lora_param_formula(*a, **k):\\n    return -1\\n")
 ''',
-    "g2-cache": '''from loraweek.tiny_model import ensure_ci_model
+    "g2-cache": '''from loraweek.models.tiny import ensure_ci_model
 (ensure_ci_model() / "config.json").write_text("{}")
 ''',
     # the grader's command line names its work folder; the instructor's notebook is inside
@@ -112,11 +112,11 @@ def test_guard_mode_flags_restores_and_keeps_the_innocent_whole(guard_run):
     rows = guard_run["rows"]
     assert "isolation: guard" in guard_run["stdout"]
     assert (rows["zz-innocent"]["status"], float(rows["zz-innocent"]["score"])) == ("graded", 5.0), rows
-    for sid, what in (("g1-package", "lora_layer.py"), ("g2-cache", "config.json"),
+    for sid, what in (("g1-package", "lora/layer.py"), ("g2-cache", "config.json"),
                       ("g3-procreader", "tried to read")):
         assert rows[sid]["status"] == "tampered", rows[sid]
         assert what in rows[sid]["reason"], rows[sid]
-    assert "return -1" not in (guard_run["package"] / "lora_layer.py").read_text()
+    assert "return -1" not in (guard_run["package"] / "lora" / "layer.py").read_text()
     configs = list(guard_run["cache"].glob("tiny-qwen2-ci-*/config.json"))
     assert configs and all(c.read_text().strip() != "{}" for c in configs)
 

@@ -81,8 +81,8 @@ def hostile(course):
     # redefine the self-check helper and monkeypatch the package the hidden tests import
     out["monkeypatch"] = _answer(blank, "ex_lora_params", """\
 check_equal = lambda *args, **kwargs: print("OK")
-import loraweek.lora_layer, importlib, math
-loraweek.lora_layer.lora_param_formula = lambda *a, **k: None
+import loraweek.lora.layer, importlib, math
+loraweek.lora.layer.lora_param_formula = lambda *a, **k: None
 math.isclose = lambda *a, **k: True
 def lora_param_count(d_in, d_out, r):
     return None

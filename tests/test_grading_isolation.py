@@ -43,13 +43,13 @@ pytestmark = pytest.mark.skipif(not probe()[0], reason=f"no sandbox here: {probe
 # student's own cells hold no solution line), then answers that exercise.
 ANSWER = "def lora_param_count(d_in, d_out, r):\n    return r * (d_in + d_out)\n"
 ATTACKS = {
-    # the next student's hidden tests import loraweek.lora_layer as their reference
-    "h1-package": f'''import loraweek.lora_layer as _m, pathlib
+    # the next student's hidden tests import loraweek.lora.layer as their reference
+    "h1-package": f'''import loraweek.lora.layer as _m, pathlib
 _p = pathlib.Path(_m.__file__)
 _p.write_text(_p.read_text() + "\\ndef lora_param_formula(*a, **k):  # {MARK}\\n    return -1\\n")
 ''',
     # every later notebook loads this model
-    "h2-cache": f'''from loraweek.tiny_model import ensure_ci_model
+    "h2-cache": f'''from loraweek.models.tiny import ensure_ci_model
 (ensure_ci_model() / "config.json").write_text('{{"{MARK}": true}}')
 ''',
     # run by every later Python process that uses the venv
@@ -62,7 +62,7 @@ pathlib.Path(site.getsitepackages()[0], "zz_lw_planted.pth").write_text(
 _d = pathlib.Path(pwd.getpwuid(os.getuid()).pw_dir, ".ipython/profile_default/startup")
 _d.mkdir(parents=True, exist_ok=True)
 (_d / "00-lw-planted.py").write_text(
-    "import loraweek.lora_layer as _m; _m.lora_param_formula = lambda *a, **k: -1  # {MARK}\\n")
+    "import loraweek.lora.layer as _m; _m.lora_param_formula = lambda *a, **k: -1  # {MARK}\\n")
 ''',
     # the instructor's notebooks, printed: three folders up from nbgrader's working folder, and
     # at the course's own path (a student can learn it, e.g. from a traceback)
@@ -76,7 +76,7 @@ for _f in (glob.glob("../../../source/week06/*.ipynb") + glob.glob("../../../../
 ''',
 }
 # what each row's reason must name
-REASON = {"h1-package": "lora_layer.py", "h2-cache": "config.json", "h3-pth": "zz_lw_planted.pth",
+REASON = {"h1-package": "lora/layer.py", "h2-cache": "config.json", "h3-pth": "zz_lw_planted.pth",
           "h4-startup": "00-lw-planted.py", "h5-reader": "tried to read"}
 
 
@@ -107,7 +107,7 @@ def _text(html_file: Path) -> str:
 def _planted() -> list[str]:
     """Every place a payload could have survived."""
     import loraweek
-    from loraweek.tiny_model import ensure_ci_model
+    from loraweek.models.tiny import ensure_ci_model
 
     os.environ["LORAWEEK_CACHE"] = _env()["LORAWEEK_CACHE"]
     found = []

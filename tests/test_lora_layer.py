@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from loraweek import lora_layer as L
+from loraweek.lora import layer as L
 
 
 class Wrap(nn.Module):

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from loraweek import memory_estimate as M
+from loraweek.lora import memory_estimate as M
 
 
 def test_full_ft_is_12_bytes_per_param_as_in_the_qlora_paper():

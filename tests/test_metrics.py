@@ -200,7 +200,7 @@ def tiny():
     """A tiny randomly initialised Qwen2 on the course tokenizer: exact arithmetic, no training."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from loraweek.tiny_model import ensure_ci_model
+    from loraweek.models.tiny import ensure_ci_model
 
     tok = AutoTokenizer.from_pretrained(ensure_ci_model())
     torch.manual_seed(0)

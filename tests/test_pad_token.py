@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
 from loraweek import models  # noqa: E402
 from loraweek.data import chat, schema  # noqa: E402
 from loraweek.profiles import get_profile  # noqa: E402
-from loraweek.tiny_model import ensure_ci_model  # noqa: E402
+from loraweek.models.tiny import ensure_ci_model  # noqa: E402
 from loraweek.training import make_collator  # noqa: E402
 
 RESERVED = "<|reserved_0|>"
@@ -87,7 +87,7 @@ def test_a_tokenizer_without_a_chat_template_is_refused():
 def test_smollm2_pad_equal_to_end_of_turn_is_fixed(capsys):
     from transformers import AutoTokenizer
 
-    from loraweek import smollm2
+    from loraweek.models import smollm2
 
     folder = smollm2.ensure_converted()
     shipped = AutoTokenizer.from_pretrained(folder)

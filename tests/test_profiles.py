@@ -11,7 +11,7 @@ from loraweek import profiles  # noqa: E402
 from loraweek.profiles import ENV_VAR, PROFILE_NAMES, get_profile  # noqa: E402
 
 
-SMOLLM2_FOLDER = "/converted/smollm2"  # what loraweek.smollm2.ensure_converted returns, stubbed
+SMOLLM2_FOLDER = "/converted/smollm2"  # what loraweek.models.smollm2.ensure_converted returns, stubbed
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +123,6 @@ def test_laptop_selected_by_env_var_and_importing_profiles_stays_light(monkeypat
     assert get_profile().name == "laptop"
     # importing profiles imports neither transformers nor the SmolLM2 conversion
     code = ("import sys; sys.path.insert(0, 'shared'); import loraweek.profiles; "
-            "print(sorted(m for m in ('transformers', 'loraweek.smollm2') if m in sys.modules))")
+            "print(sorted(m for m in ('transformers', 'loraweek.models.smollm2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

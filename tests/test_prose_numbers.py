@@ -13,7 +13,7 @@ library changes, so a digit in a markdown cell must be one of:
   7B, 65B), references to parts of the course (Day 2, Exercise 3, section 5, §4, Trap 1), ordered-list
   and table row numbers, an exercise's points, and the statement of a graded exercise (a markdown
   cell headed "Exercise ..." or "Quiz": it specifies what to compute, and its own tests check it),
-  and the study-time table `loraweek.study` generates from the sections' word counts;
+  and the study-time table `loraweek.notebook.study` generates from the sections' word counts;
 * otherwise it must be printed by the run: format the sentence from variables in a code cell
   (``print(f"... {value:.1%} ...")``) placed right after the prose, and remove it from the markdown.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from loraweek.study import BEGIN as STUDY_BEGIN, END as STUDY_END
+from loraweek.notebook.study import BEGIN as STUDY_BEGIN, END as STUDY_END
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions" / "week06").glob("*.ipynb"))
@@ -56,7 +56,7 @@ LIST_NUMBER = re.compile(r"^\s*(?:\d+\.\s|\|\s*\d+\s*\|)", re.M)   # "1. item", 
 POINTS_IN_PARENS = re.compile(r"\(\d+\)|\*\*\d+\*\*")           # "① scrubber (2)", "**1** LoRALinear" beside "points"
 FIGURE = re.compile(r"[~≈<>]?\s*\d[\d,.]*\s*(?:%|×|x\b|[KMG]B\b|GiB|MiB|ms\b|s\b|M\b)?")
 EXERCISE_HEADING = re.compile(r"^#+\s*(?:[^\n]*\s)?(?:Exercise|Quiz)\b", re.M)   # a quiz is graded too
-# the study-time table, generated from each section's word count by `python -m loraweek.study --update`
+# the study-time table, generated from each section's word count by `python -m loraweek.notebook.study --update`
 # (tests/test_quiz.py fails when it is stale): computed, not typed
 STUDY_TABLE = re.compile(re.escape(STUDY_BEGIN) + r".*?" + re.escape(STUDY_END), re.S)
 HOW = ("print it from the run (a code cell right after the prose that formats the sentence from "

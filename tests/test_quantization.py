@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from loraweek import quantization as Q
+from loraweek.lora import quantization as Q
 
 
 @pytest.fixture(scope="module")

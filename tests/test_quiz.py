@@ -1,5 +1,5 @@
-"""The end-of-day quizzes (loraweek.quiz), the diagrams (loraweek.diagrams) and the study-time
-tables (loraweek.study).
+"""The end-of-day quizzes (loraweek.notebook.quiz), the diagrams (loraweek.notebook.diagrams) and the study-time
+tables (loraweek.notebook.study).
 
 Grading of the real notebooks is tests/test_grading.py's: every quiz is an exercise there like the
 others (`ex_quiz` / `test_quiz`), so its one grading run already checks that the solution scores
@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from loraweek import quiz
+from loraweek.notebook import quiz
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -104,14 +104,14 @@ def test_every_day_ends_with_takeaways_a_graded_quiz_and_reading(path):
 
 
 def test_study_time_tables_are_current():
-    from loraweek import study
+    from loraweek.notebook import study
 
     stale = [p.name for p in SOLUTIONS if not study.current(json.loads(p.read_text(encoding="utf-8")))]
-    assert not stale, f"stale study-time tables in {stale}: run python -m loraweek.study --update"
+    assert not stale, f"stale study-time tables in {stale}: run python -m loraweek.notebook.study --update"
 
 
 QUIZ_NB_CELLS = [
-    ("code", {}, "from loraweek import quiz\nfrom loraweek.selfcheck import self_check\n"
+    ("code", {}, "from loraweek import quiz\nfrom loraweek.notebook.selfcheck import self_check\n"
                  "KEY = {'q1': quiz.Choice('abcd', answer='c'), 'q2': quiz.Number(answer=0.42), "
                  "'q3': quiz.Choice('ab', answer='a')}"),
     ("code", {"points": 3, "grade_id": "test_partial"},
@@ -153,7 +153,7 @@ def test_diagrams_draw_offline_and_fast(name):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from loraweek import diagrams
+    from loraweek.notebook import diagrams
 
     diagrams.lora_branch()   # warm-up: the first figure pays for font loading
     t0 = time.process_time()   # CPU time: the suite's wall clock depends on what else runs on the cores
@@ -175,7 +175,7 @@ def test_lora_branch_shows_a_real_layer_s_sizes():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from loraweek import diagrams
+    from loraweek.notebook import diagrams
 
     fig = diagrams.lora_branch(d=4096, k=1024, r=8, alpha=16)
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)

@@ -1,4 +1,4 @@
-"""The Qwen2.5-0.5B-shaped folder (loraweek.qwen_shape): real config numbers, real Qwen tokenizer.
+"""The Qwen2.5-0.5B-shaped folder (loraweek.models.qwen_shape): real config numbers, real Qwen tokenizer.
 
 The full-size config is checked on the meta device (no memory, no time); the folder itself is
 built in the shrunk shape (same vocabulary and tokenizer, tiny body), so the test stays fast.
@@ -13,7 +13,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
-from loraweek import qwen_shape  # noqa: E402
+from loraweek.models import qwen_shape  # noqa: E402
 
 NPM_CACHE = ROOT / "build" / "npm-cache"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 
 from loraweek.course import NotebookRun
-from loraweek.reference_html import write_reference_pages
+from loraweek.notebook.reference_html import write_reference_pages
 
 
 def _executed(path: Path, text: str) -> Path:

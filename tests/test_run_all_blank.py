@@ -1,6 +1,6 @@
 """Run-all survives blank exercises: every STUDENT notebook (weeks/week06, every exercise as nbgrader
 leaves it) runs top to bottom and reaches its SUMMARY line, each visible self-check saying in
-one line that its exercise is not attempted yet (loraweek.selfcheck) instead of stopping the
+one line that its exercise is not attempted yet (loraweek.notebook.selfcheck) instead of stopping the
 notebook, and the cells below falling back on the course's reference answer.
 
 Run as a student would (NBGRADER_EXECUTION unset: the self-checks report, they do not raise),
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from loraweek.course import BUILD, execute_notebooks
-from loraweek.selfcheck import WARNING
+from loraweek.notebook.selfcheck import WARNING
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDENT = sorted((ROOT / "weeks" / "week06").glob("*.ipynb"))
@@ -71,7 +71,7 @@ def test_run_all_reaches_the_summary_with_every_exercise_blank(runs, path):
 def test_grading_sizes_without_grading(monkeypatch):
     """LORAWEEK_SIZES=grading gives the grader's sizes while the self-checks still report."""
     from loraweek.profiles import GRADING_SIZES, get_profile
-    from loraweek.selfcheck import grading
+    from loraweek.notebook.selfcheck import grading
 
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     monkeypatch.setenv("LORAWEEK_SIZES", "grading")

@@ -1,8 +1,8 @@
-"""loraweek.selfcheck: a blank exercise is reported in one line, a wrong one still fails, and
+"""loraweek.notebook.selfcheck: a blank exercise is reported in one line, a wrong one still fails, and
 nothing is caught while grading (NBGRADER_EXECUTION)."""
 import pytest
 
-from loraweek.selfcheck import self_check, your_answer
+from loraweek.notebook.selfcheck import self_check, your_answer
 
 
 def _blank(*args):

@@ -1,6 +1,6 @@
-"""The OpenAI-compatible server (loraweek.serve): the official client, raw HTTP, hostile input, load.
+"""The OpenAI-compatible server (loraweek.serving): the official client, raw HTTP, hostile input, load.
 
-One real server process (`python -m loraweek.serve --adapter <course adapter>`) on loopback
+One real server process (`python -m loraweek.serving --adapter <course adapter>`) on loopback
 serves the contract tests; the guards that run before any model work (keys, rate limits,
 body checks) are also tested in-process on an app whose model is still "loading".
 """

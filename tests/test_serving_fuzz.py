@@ -1,6 +1,6 @@
 """The server never answers 500 to a client's bytes (issue 20, item 7).
 
-One real server process (`python -m loraweek.serve --adapter <course adapter>`, with the
+One real server process (`python -m loraweek.serving --adapter <course adapter>`, with the
 Vertex AI routes switched on) gets: JSON nested 5,000 levels deep, lone UTF-16 surrogates
 in every text field, JSON that only Python's `json` accepts (NaN, 1e400, a 5,000-digit
 integer), a body cut short, and 1,000 seeded random cases (random bytes, random JSON

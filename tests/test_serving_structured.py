@@ -156,7 +156,7 @@ def test_schema_problem_names_what_would_be_ignored():
 def grammars():
     from transformers import AutoTokenizer
 
-    from loraweek.tiny_model import ensure_ci_model
+    from loraweek.models.tiny import ensure_ci_model
 
     tok = AutoTokenizer.from_pretrained(ensure_ci_model())
     return tok, StructuredOutput(tok, len(tok), [tok.eos_token_id])

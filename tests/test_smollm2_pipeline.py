@@ -43,7 +43,7 @@ def test_day2_pipeline_on_smollm2(tmp_path, monkeypatch, capsys, one_thread):
     from peft import PeftModel, get_peft_model
     from transformers import AutoTokenizer
 
-    from loraweek import smollm2
+    from loraweek.models import smollm2
     from loraweek.generation import generate_answers
     from loraweek.training import make_collator, train
 

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
-from loraweek import timings  # noqa: E402
+from loraweek.notebook import timings  # noqa: E402
 from loraweek.profiles import PROFILE_NAMES  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "solutions" / "week06").glob("*.ipynb"))

@@ -12,7 +12,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
-from loraweek import tiny_model  # noqa: E402
+from loraweek.models import tiny as tiny_model  # noqa: E402
 from loraweek.data import chat, schema  # noqa: E402
 
 SPECIALS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")

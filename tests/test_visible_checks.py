@@ -171,7 +171,7 @@ def problems(ex: Exercise) -> list[str]:
     vis_tree = ast.parse(ex.visible)
     passed = [s for n in ast.walk(vis_tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
               and n.func.id == "print" for a in n.args if (s := _literal(a)) and "passed" in s.lower()]
-    # loraweek.quiz.check_format prints the quiz's own "format check passed" line
+    # loraweek.notebook.quiz.check_format prints the quiz's own "format check passed" line
     passed += [n.func.attr for n in ast.walk(vis_tree) if isinstance(n, ast.Call)
                and isinstance(n.func, ast.Attribute) and n.func.attr == "check_format"]
     if not passed:

@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     if args.child:
         return child(args)
 
-    from loraweek.env import print_environment
+    from loraweek.notebook.env import print_environment
 
     profile = get_profile(args.profile)
     print_environment(profile)

@@ -8,7 +8,7 @@ majority-class scores on held-out validation and test messages, side by side.
 
 Training is exactly Day 2's (`loraweek.training.run_qlora` with the profile's method: NF4 base + LoRA,
 or plain LoRA in the laptop profile).  With the profile's own recipe (no --steps/--lr/--rank) the
-adapter is the course adapter (`loraweek.finetuned.course_adapter`: trained once, cached, the one
+adapter is the course adapter (`loraweek.models.finetuned.course_adapter`: trained once, cached, the one
 Days 3-5 load), so a second run only scores.  The base's answers come from the same model with the
 adapter switched off.  Intent macro-F1 is sklearn's `f1_score(average="macro")` over the 10 intents
 (an invalid answer is a miss).  After the table: every score with Day 4's 95% bootstrap interval
@@ -59,11 +59,11 @@ def main(argv=None) -> int:
     import torch
 
     from loraweek.data import schema
-    from loraweek.evaluation import majority_answers, score_answers, score_table
+    from loraweek.metrics.answers import majority_answers, score_answers, score_table
     from loraweek.metrics import report
     from loraweek.generation import generate_answers
     from loraweek.profiles import CI_MODEL_ID, get_profile
-    from loraweek.tiny_model import ensure_ci_model
+    from loraweek.models.tiny import ensure_ci_model
     from loraweek.training import run_qlora
 
     profile = get_profile(a.profile)
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
           f"batch {profile.batch_size} ({a.batching}), {torch.get_num_threads()} threads")
     if profile.model_id == CI_MODEL_ID:
         from loraweek.cache import cache_root
-        from loraweek.tiny_model import ci_model_hash
+        from loraweek.models.tiny import ci_model_hash
 
         cached = (cache_root() / f"tiny-qwen2-ci-{ci_model_hash()}" / "config.json").exists()
         with Timer() as build:
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         print(f"Day 2 training run: {training} (trainer: {result.report})")
         model = result.model
     else:
-        from loraweek.finetuned import course_adapter, load_course_model
+        from loraweek.models.finetuned import course_adapter, load_course_model
 
         with Timer() as training:
             adapter = course_adapter(profile, progress=False)

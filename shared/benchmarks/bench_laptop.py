@@ -244,7 +244,7 @@ def main(argv=None) -> None:
     if unknown:
         p.error(f"unknown variants {unknown}; --list shows them")
 
-    from loraweek.env import print_environment
+    from loraweek.notebook.env import print_environment
 
     laptop, _ = smollm2_profile("laptop")
     print("command: " + shlex.join([Path(sys.executable).name, str(HERE.relative_to(ROOT))] + (argv or sys.argv[1:])))

@@ -162,7 +162,7 @@ def main(argv=None) -> None:
     if args.model and not (Path(args.model) / "config.json").is_file():
         p.error(f"--model {args.model}: no config.json there (build one with make_qwen_folder.py)")
 
-    from loraweek.env import print_environment
+    from loraweek.notebook.env import print_environment
 
     profile = get_profile(args.profile)
     print_environment(profile.replace(model_id=args.model) if args.model else profile)

@@ -5,7 +5,7 @@
     .venv/bin/python shared/benchmarks/bench_serving.py --server-args "--merge"     # merged fp model
     .venv/bin/python shared/benchmarks/bench_serving.py --server-args "--quantization nf4"
 
-Starts `python -m loraweek.serve` on loopback, sends the same held-out messages (greedy, the
+Starts `python -m loraweek.serving` on loopback, sends the same held-out messages (greedy, the
 same max_tokens) with 1, 4 and 8 closed-loop clients, and prints requests/s, generated
 tokens/s, p50/p95 latency and the speed-up over one client side by side.  The server
 batches what is waiting, so the speed-up comes from one forward pass serving many rows.
@@ -33,11 +33,11 @@ def main(argv=None) -> int:
     p.add_argument("--requests", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--clients", default="1,4,8")
-    p.add_argument("--server-args", default="", help="extra arguments for python -m loraweek.serve")
+    p.add_argument("--server-args", default="", help="extra arguments for python -m loraweek.serving")
     a = p.parse_args(argv)
     adapter = a.adapter
     if adapter is None:
-        from loraweek.finetuned import course_adapter
+        from loraweek.models.finetuned import course_adapter
         from loraweek.profiles import get_profile
         adapter = course_adapter(get_profile(a.profile), progress=False)
     messages = [ex.message for ex in load_split("test")[: a.requests]]

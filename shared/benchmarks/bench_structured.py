@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 .venv/bin/python shared/benchmarks/bench_structured.py                 # 200 test + 50 short
     HF_HUB_OFFLINE=1 .venv/bin/python shared/benchmarks/bench_structured.py --n-test 40 --n-ood 20
 
-Starts `python -m loraweek.serve` on loopback and sends, through the official `openai` client
+Starts `python -m loraweek.serving` on loopback and sends, through the official `openai` client
 and `--clients` at a time (the server batches them), the held-out test messages and the short
 out-of-distribution ones (`loraweek.serving.loadtest.SHORT_MESSAGES`: "Tôi muốn hoàn tiền 3",
 "hi", "???", ...) three ways: free text (what the model writes unconstrained), `json_object`
@@ -87,13 +87,13 @@ def main(argv=None) -> int:
                    help=f"short out-of-distribution messages (at most {len(SHORT_MESSAGES)})")
     p.add_argument("--max-tokens", type=int, default=128, help="the server's default max_tokens")
     p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--server-args", default="", help="extra arguments for python -m loraweek.serve")
+    p.add_argument("--server-args", default="", help="extra arguments for python -m loraweek.serving")
     a = p.parse_args(argv)
     if not 0 <= a.n_ood <= len(SHORT_MESSAGES):
         p.error(f"--n-ood must be between 0 and {len(SHORT_MESSAGES)}")
     adapter = a.adapter
     if adapter is None:
-        from loraweek.finetuned import course_adapter
+        from loraweek.models.finetuned import course_adapter
         from loraweek.profiles import get_profile
 
         adapter = course_adapter(get_profile(a.profile), progress=False)

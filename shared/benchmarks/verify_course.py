@@ -88,7 +88,7 @@ def with_preamble(notebook: Path, folder: Path) -> Path:
 
 def model_folder(shrink: bool) -> Path:
     """The Qwen-shaped folder under build/verify/, built once."""
-    from loraweek.qwen_shape import build_qwen_folder
+    from loraweek.models.qwen_shape import build_qwen_folder
 
     folder = BUILD / "verify" / ("qwen-shrunk" if shrink else "qwen2.5-0.5b-shape")
     if not (folder / "loraweek_shape.json").exists():

@@ -121,7 +121,7 @@ def format_table(runs: list[NotebookRun]) -> str:
         lines.append(f"{r.name:<34} {'ok' if r.ok else 'FAILED':<7} {r.seconds:6.0f}s  {text}")
         for key, value in r.summary.items():
             if _is_score_table(value):  # e.g. Day 2's before/after: {split: {model: {score: x}}}
-                from loraweek.evaluation import score_table
+                from loraweek.metrics.answers import score_table
                 lines.append(f"{'':<4}{key}:")
                 lines += [f"{'':<4}{line}" for line in score_table(value).splitlines()]
         if r.error:
@@ -152,8 +152,8 @@ def main(argv=None) -> int:
         print(f"  {'ok' if runs[-1].ok else 'FAILED'} in {runs[-1].seconds:.0f} s -> {runs[-1].output.relative_to(REPO) if runs[-1].output.is_relative_to(REPO) else runs[-1].output}", flush=True)
     print("\nCourse summary\n" + format_table(runs))
     if a.html and runs:
-        from .profiles import get_profile
-        from .reference_html import write_reference_pages
+        from loraweek.profiles import get_profile
+        from loraweek.notebook.reference_html import write_reference_pages
         profile_name = a.profile or get_profile().name
         index = write_reference_pages(runs, Path(a.out) / "html" / profile_name, profile_name, REPO)
         print(f"HTML reference pages: {index}")

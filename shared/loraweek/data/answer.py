@@ -8,7 +8,7 @@
       -> INVALID              the predicted label of an answer that does not parse
 
 Every scorer reads answers through this module: Day 2's table and Day 3's comparison
-(`loraweek.evaluation`), Day 4's metrics (`loraweek.metrics.classification`), the server's
+(`loraweek.metrics.answers`), Day 4's metrics (`loraweek.metrics.classification`), the server's
 validation and its structured output (`loraweek.serving`).  `parse_answer` is strict on purpose:
 an answer counts only if the downstream code would accept it.  Day 2's exercise has the student
 write it; the hidden tests compare theirs with this one.

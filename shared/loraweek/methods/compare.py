@@ -176,7 +176,7 @@ def train_method(name: str, profile: Profile, data: CompareData, output_dir, *, 
 def measure(name: str, result, profile: Profile, data: CompareData, budget: CompareBudget, sweep: dict,
             checkpoint_dir, base_params: int) -> MethodResult:
     """Save, score, time: everything the table reports about one trained method."""
-    from loraweek.evaluation import score_answers
+    from loraweek.metrics.answers import score_answers
     from loraweek.generation import generate_answers
     from loraweek.training import make_collator
 

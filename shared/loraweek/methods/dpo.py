@@ -94,7 +94,7 @@ def sft_model(profile: Profile):
     model back: DPO's reference.  (Switching the *SFT* adapter off would give the base model.)"""
     from peft import PeftModel
 
-    from loraweek.finetuned import course_adapter, load_base_model
+    from loraweek.models.finetuned import course_adapter, load_base_model
 
     base, tokenizer = load_base_model(profile, quantization=None)
     merged = PeftModel.from_pretrained(base, course_adapter(profile, progress=False)).merge_and_unload()
@@ -271,7 +271,7 @@ def preference_metrics(scores: dict, beta: float = BETA, kinds=None) -> dict:
 
 def task_scores(model, tokenizer, examples, max_new_tokens: int) -> dict:
     """The routing task on validation messages: valid JSON, intent macro-F1, language accuracy."""
-    from loraweek.evaluation import score_answers
+    from loraweek.metrics.answers import score_answers
     from loraweek.generation import generate_answers
 
     scores = score_answers(examples, generate_answers(model, tokenizer, examples, max_new_tokens=max_new_tokens))

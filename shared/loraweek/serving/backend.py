@@ -92,7 +92,7 @@ def _base_of(adapter: Path, base: str | None, profile) -> str:
 
 def load_served_model(adapter=None, model=None, *, base: str | None = None, quantization: str = "none",
                       merge: bool = False, adapter_name: str | None = None, profile=None) -> ServedModel:
-    """Load what `python -m loraweek.serve` serves (see the module docstring)."""
+    """Load what `python -m loraweek.serving` serves (see the module docstring)."""
     from transformers import AutoModelForCausalLM
 
     from loraweek.models import bnb_4bit_config, keep_cpu_4bit_trainable

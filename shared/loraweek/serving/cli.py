@@ -1,9 +1,9 @@
-"""`python -m loraweek.serve`: load the model, build the app, run uvicorn.
+"""`python -m loraweek.serving`: load the model, build the app, run uvicorn.
 
-    LORAWEEK_API_KEYS=my-secret python -m loraweek.serve --adapter runs/day2/adapter
-    LORAWEEK_API_KEYS=my-secret python -m loraweek.serve --model runs/day5/merged --port 8000
-    LORAWEEK_API_KEYS=my-secret python -m loraweek.serve --course-adapter   # the course's fine-tuned adapter
-    LORAWEEK_OAUTH_CLIENTS=billing-bot:SECRET:chat python -m loraweek.serve --adapter DIR \
+    LORAWEEK_API_KEYS=my-secret python -m loraweek.serving --adapter runs/day2/adapter
+    LORAWEEK_API_KEYS=my-secret python -m loraweek.serving --model runs/day5/merged --port 8000
+    LORAWEEK_API_KEYS=my-secret python -m loraweek.serving --course-adapter   # the course's fine-tuned adapter
+    LORAWEEK_OAUTH_CLIENTS=billing-bot:SECRET:chat python -m loraweek.serving --adapter DIR \
         --oauth-key-file signing-key.pem --ssl-certfile server.pem --ssl-keyfile server-key.pem
 
 The port is `--port`, else `$AIP_HTTP_PORT` (Vertex AI), else 8000.  The model loads in
@@ -25,7 +25,7 @@ from loraweek.serving.security import KEYS_ENV, keys_from_env
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loraweek.serve", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m loraweek.serving", description=__doc__.splitlines()[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--adapter", help="a peft adapter folder (served as NAME plus its base as 'base')")
     what.add_argument("--model", help="a full model folder, e.g. a merged export")
@@ -94,12 +94,12 @@ def main(argv=None) -> int:
     def load():
         adapter = a.adapter
         if a.course_adapter:
-            from loraweek.finetuned import course_adapter
+            from loraweek.models.finetuned import course_adapter
             adapter = course_adapter(profile, progress=False)
         served = load_served_model(adapter=adapter, model=a.model, base=a.base, quantization=a.quantization,
                                    merge=a.merge, adapter_name=a.name, profile=profile)
         warm_up(served)
-        logging.getLogger("loraweek.serve").warning("model ready: %s", served.description)
+        logging.getLogger("loraweek.serving").warning("model ready: %s", served.description)
         return served
 
     config = ServerConfig(api_keys=keys, max_body_bytes=a.max_body_bytes, max_input_tokens=a.max_input_tokens,

@@ -30,7 +30,7 @@ def _check_adapter_dir(adapter_dir) -> Path:
     folder = Path(adapter_dir)
     if not (folder / "adapter_config.json").exists():
         raise FileNotFoundError(f"adapter_dir {folder} has no adapter_config.json: expected a folder written by "
-                                "PeftModel.save_pretrained (or loraweek.finetuned.course_adapter())")
+                                "PeftModel.save_pretrained (or loraweek.models.finetuned.course_adapter())")
     return folder
 
 

@@ -53,7 +53,7 @@ class ServerProcess:
         env["PYTHONPATH"] = shared + os.pathsep + env.get("PYTHONPATH", "")
         fd, log = tempfile.mkstemp(prefix="loraweek-serve-", suffix=".log")
         self.log_path = Path(log)
-        self.proc = subprocess.Popen([sys.executable, "-m", "loraweek.serve", *self.args, "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "loraweek.serving", *self.args, "--port", str(self.port)],
                                      env=env, stdout=fd, stderr=subprocess.STDOUT, start_new_session=True)
         os.close(fd)
         atexit.register(self.stop)

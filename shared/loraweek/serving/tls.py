@@ -1,7 +1,7 @@
 """TLS on localhost: a private certificate authority and a server certificate signed by it.
 
     files = make_local_ca("runs/day5/tls")            # ca.pem, server.pem, server-key.pem
-    python -m loraweek.serve ... --ssl-certfile files.cert --ssl-keyfile files.key
+    python -m loraweek.serving ... --ssl-certfile files.cert --ssl-keyfile files.key
     httpx.get("https://127.0.0.1:PORT/health", verify=files.client_context())
 
 A client trusts the server because the server's certificate (its name: localhost, 127.0.0.1)

@@ -2,7 +2,7 @@
 
 A visible-check cell wraps its asserts in `self_check`::
 
-    from loraweek.selfcheck import self_check
+    from loraweek.notebook.selfcheck import self_check
     with self_check("Exercise ②"):
         assert mask_labels(...) == ..., "what is wrong"
         print("mask_labels: visible checks passed")
@@ -10,7 +10,7 @@ A visible-check cell wraps its asserts in `self_check`::
 * an exercise not attempted yet -- its code still raises ``NotImplementedError``, or a value it
   asks for is still ``None`` (``self_check("Exercise ③", LORA_R=LORA_R)``) -- prints one line
   instead of stopping the notebook, so Run-all reaches the cells below, which use the course's
-  reference answer meanwhile (`loraweek.fallback.student_or_reference`);
+  reference answer meanwhile (`loraweek.notebook.fallback.student_or_reference`);
 * a wrong answer still fails loudly: its AssertionError (or any other error) is raised as usual;
 * grading is unchanged: under nbgrader (``NBGRADER_EXECUTION`` set: autograde, validate) nothing is
   caught, and the hidden tests below the visible checks fail a blank exercise as before.

@@ -4,7 +4,7 @@ The package ships the model as one GGUF file.  transformers reads it with ``gguf
 the `gguf` package) but dequantizes every tensor on each load, about 20 s on 2 CPU cores.  So the
 first load converts it once into an ordinary safetensors folder under ``$LORAWEEK_CACHE``, keyed by
 the GGUF file's name and size; every later load (a notebook, each graded submission) reads that
-folder in about a second.  `python -m loraweek.smollm2` prints both timings side by side.
+folder in about a second.  `python -m loraweek.models.smollm2` prints both timings side by side.
 """
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def day2_adapter_dir() -> Path:
 def base_identity(profile: Profile) -> str:
     """What names the base model: the ci model's recipe hash, a local folder's config, or a hub id."""
     if profile.model_id == CI_MODEL_ID:
-        from loraweek.tiny_model import ci_model_hash
+        from loraweek.models.tiny import ci_model_hash
 
         return f"{CI_MODEL_ID}@{ci_model_hash()}"
     folder = Path(profile.model_id)

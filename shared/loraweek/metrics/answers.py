@@ -1,9 +1,10 @@
-"""Scoring the model's answers for Days 2 and 3: JSON validity, field accuracy, intent macro-F1.
+"""Scoring the model's routing answers (the tables of Days 2 and 3): JSON validity, field accuracy,
+intent macro-F1, the majority baseline.  Once `loraweek.evaluation` (that old path still imports).
 
 What an answer is (and `parse_answer`, `INVALID`) is the answer contract, `loraweek.data.answer`;
 the scores are Day 4's (`loraweek.metrics.classification`), so every table of the week computes
 them the same way.  `parse_answer`, `ANSWER_KEYS`, `INVALID` and `predicted_labels` are
-re-exported here for notebooks written against this module (tests/test_answer_contract.py).
+re-exported here for notebooks written against this module's old path (tests/test_answer_contract.py).
 """
 from __future__ import annotations
 

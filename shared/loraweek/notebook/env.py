@@ -30,9 +30,9 @@ def describe(profile=None) -> str:
 
 def print_environment(profile=None, notebook: str | None = None) -> None:
     """The versions and the profile; with `notebook` (its file's stem) also how long it takes in each
-    profile (`loraweek.timings`)."""
+    profile (`loraweek.notebook.timings`)."""
     print(describe(profile))
     if notebook is not None:
-        from loraweek import timings
+        from loraweek.notebook import timings
 
         print(timings.describe(notebook, getattr(profile, "name", None)))

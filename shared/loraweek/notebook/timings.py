@@ -1,5 +1,5 @@
 """How long each notebook takes in each profile, as measured: printed by every notebook's first
-code cell (`loraweek.env.print_environment(profile, notebook=...)`), so a student knows what a
+code cell (`loraweek.notebook.env.print_environment(profile, notebook=...)`), so a student knows what a
 run costs before starting it.  One table instead of figures typed into five notebooks: re-measure
 with `bash run.sh course --profile P` (or the suite's --durations for ci) and update the row and
 `MEASURED`.  None: not measured yet -- and then the notebook says so instead of guessing."""
@@ -28,7 +28,7 @@ def describe(notebook: str, profile_name: str | None = None) -> str:
     """One line per profile: the measured minutes, or 'not measured yet'; the current one marked."""
     if notebook not in MINUTES:
         raise ValueError(f"unknown notebook {notebook!r}; expected one of {', '.join(MINUTES)}")
-    lines = [f"time for {notebook} (wall clock, as measured; see loraweek/timings.py for where):"]
+    lines = [f"time for {notebook} (wall clock, as measured; see loraweek/notebook/timings.py for where):"]
     for name, minutes in MINUTES[notebook].items():
         mark = "  <- this run" if name == profile_name else ""
         when = f"about {minutes:g} min" if minutes is not None else "not measured yet"

@@ -4,7 +4,7 @@ The student answers in one dict, in an nbgrader solution cell::
 
     QUIZ_ANSWERS = {"q1": "b", "q2": 0.42, ...}   # a letter, or a number where the question asks one
 
-The visible self-check (`check_format`, inside `loraweek.selfcheck.self_check`) checks only the
+The visible self-check (`check_format`, inside `loraweek.notebook.selfcheck.self_check`) checks only the
 *format*: every key a question of the quiz, a valid option letter, a real number.  The hidden
 tests (`grade`) check the answers and return the points as the cell's value, so nbgrader gives
 partial credit (its rule: a test cell whose result is a number scores that number): one point per

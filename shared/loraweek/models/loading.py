@@ -27,7 +27,7 @@ _TOKENIZER_FIT: dict = {}  # (model path, tokenizer files' mtimes) -> (len(token
 def resolve_model_path(model_id: str) -> str:
     """The ci model is built locally (no hub); anything else is a hub id or a local folder."""
     if model_id == CI_MODEL_ID:
-        from loraweek.tiny_model import ensure_ci_model
+        from loraweek.models.tiny import ensure_ci_model
         return str(ensure_ci_model())
     return model_id
 

@@ -1,4 +1,4 @@
-"""`python -m loraweek.serve --adapter DIR` or `--model DIR`: the course's OpenAI-compatible server.
+"""`python -m loraweek.serving --adapter DIR` or `--model DIR`: the course's OpenAI-compatible server.
 
 A thin entry point; the server lives in `loraweek.serving` (see `loraweek.serving.cli`)."""
 import sys

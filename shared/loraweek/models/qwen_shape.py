@@ -139,7 +139,7 @@ def build_qwen_folder(folder, shrink: bool = False, seed: int = 0, dtype: torch.
     tokenizer.pad_token = ENDOFTEXT
     tokenizer.save_pretrained(folder)
     (folder / "loraweek_shape.json").write_text(json.dumps(
-        {"source": "loraweek.qwen_shape", "shape": "shrunk" if shrink else "qwen2.5-0.5b-instruct",
+        {"source": "loraweek.models.qwen_shape", "shape": "shrunk" if shrink else "qwen2.5-0.5b-instruct",
          "seed": seed, "dtype": str(dtype).replace("torch.", ""),
          "parameters": sum(p.numel() for p in model.parameters()),
          "tokenizer": f"{NPM_PACKAGE}@{NPM_VERSION}"}, indent=1))
