@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loraweek.notebook.summary import PREFIX, headline_figures
+
 REPO = Path(__file__).resolve().parents[2]
 SOLUTIONS = REPO / "solutions" / "week06"
 BUILD = REPO / "build"
@@ -44,8 +46,8 @@ def read_summary(nb) -> dict:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             for line in str(out.get("text", "")).splitlines():
-                if line.startswith("SUMMARY "):
-                    found = json.loads(line[len("SUMMARY "):])
+                if line.startswith(PREFIX):
+                    found = json.loads(line[len(PREFIX):])
     return found
 
 
@@ -97,15 +99,6 @@ def execute_notebooks(paths: list[Path], out_dir: Path, jobs: int = 1, parameter
         return [f.result() for f in futures]
 
 
-KEY_FIGURES = ("eval_loss_before", "eval_loss_after", "tokens_per_s", "peak_memory_mb", "train_seconds",
-               "json_valid_after", "intent_f1_validation_after", "intent_f1_test_after", "reload_identical",  # day 2
-               "lora_trainable", "lora_formula", "peft_trainable", "full_ft_65b_gb", "qlora_65b_r64_gb",
-               "checkpoint_mb",  # day 1
-               "best_val_loss_method", "best_f1_method", "decision_winner", "compare_seconds",  # day 3
-               "intent_macro_f1_before", "intent_macro_f1_after", "chrf_after", "score_seconds",  # day 4
-               "speedup_8_clients", "p95_s_8_clients", "tps_merged", "merge_nf4_max_logit_diff")  # day 5
-
-
 def _is_score_table(value) -> bool:
     return (isinstance(value, dict) and bool(value) and all(isinstance(v, dict) and v for v in value.values())
             and all(isinstance(m, dict) and all(isinstance(x, (int, float)) for x in m.values())
@@ -115,8 +108,7 @@ def _is_score_table(value) -> bool:
 def format_table(runs: list[NotebookRun]) -> str:
     lines = [f"{'notebook':<34} {'status':<7} {'time':>7}  key figures", "-" * 100]
     for r in runs:
-        figures = {k: r.summary[k] for k in KEY_FIGURES if k in r.summary} or {
-            k: v for k, v in list(r.summary.items())[:6] if not isinstance(v, dict)}
+        figures = headline_figures(r.summary)   # the notebook names its own (print_summary)
         text = ", ".join(f"{k}={v}" for k, v in figures.items())
         lines.append(f"{r.name:<34} {'ok' if r.ok else 'FAILED':<7} {r.seconds:6.0f}s  {text}")
         for key, value in r.summary.items():

@@ -70,6 +70,8 @@ class Profile:
     reg_eval_every: int             # steps between validation points (and checkpoints, for the best one)
     reg_eval_examples: int          # validation messages per point
     reg_patience: int               # evaluations without a lower validation loss before stopping
+    curve_steps: int                # Day 4's loss-curve runs: steps of the healthy and under-fitting runs
+                                    # (the over-fitting one takes twice as many), at min(8, batch) x 1
     compress_examples: int = 8      # Day 5's compression section: test messages each variant answers (on the CPU)
     quantization: str | None = "nf4"  # the frozen base of the profile's own training run (run_qlora,
                                       # the course adapter): "nf4" = QLoRA, None = plain LoRA
@@ -156,12 +158,20 @@ _SIZES = {
 # thread, shared cores): ~46 steps and ~25 evaluations of 16 messages, well under a minute idle
 # (measured only on cores shared with ~12 other processes, where it took several minutes).
 # laptop (SmolLM2, ~30 s a step on an idle laptop): 8 steps each, about 10 minutes: not measured.
+# curve_steps: Day 4's three loss-curve runs (section 6) take curve_steps, curve_steps and 2 x curve_steps
+# steps of min(8, batch_size) examples without accumulation.  Until 2026-12-02 they took batch 8 with the
+# profile's accumulation (laptop: 8 x 4 = 32 examples a step) and 16/16/32 steps: 52 of Day 4's 73
+# laptop minutes; at batch 2 and 6/6/12 steps they read 48 examples, not 2,048.
 # colab / gpu: ~30 epochs over a small subset, a point every 3 steps: not measured.
 _REGULARISATION = {
-    "ci": dict(reg_train_examples=16, reg_steps=30, reg_eval_every=2, reg_eval_examples=16, reg_patience=3),
-    "laptop": dict(reg_train_examples=8, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2),
-    "colab": dict(reg_train_examples=32, reg_steps=60, reg_eval_every=3, reg_eval_examples=64, reg_patience=3),
-    "gpu": dict(reg_train_examples=64, reg_steps=60, reg_eval_every=3, reg_eval_examples=128, reg_patience=3),
+    "ci": dict(reg_train_examples=16, reg_steps=30, reg_eval_every=2, reg_eval_examples=16, reg_patience=3,
+               curve_steps=16),
+    "laptop": dict(reg_train_examples=8, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2,
+                   curve_steps=6),
+    "colab": dict(reg_train_examples=32, reg_steps=60, reg_eval_every=3, reg_eval_examples=64, reg_patience=3,
+                  curve_steps=16),
+    "gpu": dict(reg_train_examples=64, reg_steps=60, reg_eval_every=3, reg_eval_examples=128, reg_patience=3,
+                curve_steps=16),
 }
 
 # Autograding runs every cell of every submission: the smallest sizes that still execute
@@ -171,7 +181,7 @@ _REGULARISATION = {
 # Measured per notebook in autograde/README.md (python -m autograde.bench_grading).
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
                      eval_every=2, save_every=2, score_examples=4, max_new_tokens=24,
-                     reg_train_examples=8, reg_steps=4, reg_eval_every=1, reg_eval_examples=4, reg_patience=1,
+                     reg_train_examples=8, reg_steps=4, reg_eval_every=1, reg_eval_examples=4, reg_patience=1, curve_steps=4,
                      compress_examples=2, dpo_steps=2, dpo_pairs=4)
 
 

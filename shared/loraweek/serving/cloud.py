@@ -21,27 +21,29 @@ import os
 from fastapi import Request
 
 from loraweek.serving.errors import bad_request
-from loraweek.serving.protocol import decode_json_body, parse_chat_request, read_body
+from loraweek.serving.protocol import parse_chat_request
 
 
 def vertex_routes(env=os.environ) -> tuple[str | None, str | None]:
     return env.get("AIP_HEALTH_ROUTE"), env.get("AIP_PREDICT_ROUTE")
 
 
-def add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion) -> None:
+def add_cloud_routes(app, state) -> None:
+    """SageMaker's and Vertex AI's routes on `app`, served by `state` (app.ServerState: not
+    imported, app.py imports this module)."""
     config = state.config
     public = config.public_cloud_routes
 
-    @app.get("/ping")
     async def ping():
-        ready()
+        state.ready()
         return {"status": "ok"}
 
-    @app.post("/invocations")
     async def invocations(request: Request):
-        guard(request, public=public)
-        return await chat_completion(request, await parsed_request(request))
+        state.authorize(request, public=public)
+        return await state.complete(request, await state.parsed_request(request))
 
+    app.add_api_route("/ping", ping, methods=["GET"])
+    app.add_api_route("/invocations", invocations, methods=["POST"])
     health_route, predict_route = vertex_routes()
     routes = config.extra.setdefault("routes", set())
     if health_route and health_route not in ("/health", "/ping"):
@@ -51,15 +53,15 @@ def add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion) 
         routes.add(predict_route)
 
         async def predict(request: Request):
-            guard(request, public=public)
-            body = decode_json_body(await read_body(request, config.max_body_bytes), config.max_body_bytes)
+            state.authorize(request, public=public)
+            body = await state.json_body(request)
             instances = body.get("instances")
             if not isinstance(instances, list) or not instances:
                 raise bad_request("Vertex AI body must have a non-empty 'instances' list.", param="instances")
             parameters = body.get("parameters", {})
             if not isinstance(parameters, dict):   # spread into each instance below: a list there was a 500
                 raise bad_request("Vertex AI 'parameters' must be an object.", param="parameters")
-            served, _ = ready()
+            served, _ = state.ready()
             predictions = []
             for i, inst in enumerate(instances):
                 if isinstance(inst, dict) and isinstance(inst.get("message"), str):
@@ -68,7 +70,7 @@ def add_cloud_routes(app, state, guard, ready, parsed_request, chat_completion) 
                     raise bad_request(f"instances[{i}] must be an object.", param=f"instances[{i}]")
                 req = parse_chat_request({"model": served.default_name, **parameters, **inst,
                                           "stream": False, "stream_options": None})
-                resp = await chat_completion(request, req)
+                resp = await state.complete(request, req)
                 if resp.status_code != 200:     # 499: the caller left; its empty body is no JSON
                     return resp
                 predictions.append(json.loads(resp.body))
