@@ -99,7 +99,7 @@ def test_every_day_ends_with_takeaways_a_graded_quiz_and_reading(path):
           (("takeaways", "show_takeaways(["), ("reading", "## Further reading"))}
     at["quiz"] = nb.cells.index(_cell(nb, "ex_quiz"))
     assert at["takeaways"] < at["quiz"] < at["reading"] < len(nb.cells) - 1
-    assert 'print("SUMMARY "' in texts[-1], "the SUMMARY cell must stay last"
+    assert "print_summary(" in texts[-1], "the SUMMARY cell (print_summary) must stay last"
     assert re.search(r"arXiv \d{4}\.\d{4,5}", texts[at["reading"]])
 
 
