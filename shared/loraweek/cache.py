@@ -9,18 +9,30 @@ and the converted SmolLM2 under ``$LORAWEEK_CACHE``.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 def cache_root() -> Path:
     """Where built models and adapters live: ``$LORAWEEK_CACHE``, default ``~/.cache/loraweek``.
     (Here, not in tiny_model, so that the grader finds it without importing torch.)"""
     return Path(os.environ.get("LORAWEEK_CACHE", Path.home() / ".cache" / "loraweek"))
+
+
+@contextlib.contextmanager
+def file_lock(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock named after `target` (``.NAME.lock`` beside it): parallel processes
+    that would fetch or build the same thing take turns."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def build_once(target: Path, is_built: Callable[[Path], bool], build: Callable[[Path], None],
@@ -30,9 +42,7 @@ def build_once(target: Path, is_built: Callable[[Path], bool], build: Callable[[
     target = Path(target)
     if is_built(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(target):
         if is_built(target):  # built by another process while we waited
             return target
         if announce:

