@@ -8,14 +8,14 @@ from loraweek.course import BUILD, course_notebooks, execute_notebook
 
 NOTEBOOKS = course_notebooks()
 ARTIFACTS = BUILD / "test-notebooks"
-CELL_TIMEOUT_S = 600
+CELL_TIMEOUT_S = 1200  # a hang guard: a cell of Day 3 takes minutes on a 2-core CI worker sharing its cores
 
 
 def test_there_are_notebooks():
     assert NOTEBOOKS, "solutions/week06/ holds no notebooks"
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_ci_profile(path):
     run = execute_notebook(path, ARTIFACTS, profile="ci", cell_timeout=CELL_TIMEOUT_S)
