@@ -50,10 +50,8 @@ system_packages() {
 
 case "${1:-}" in
   course) setup; shift; exec python -m loraweek.course "$@" ;;
-  # Tests run on every core (at most 4 workers: each may hold a model and a notebook kernel);
-  # conftest.py keeps a module's tests on one worker. `bash run.sh test -n 0` runs them serially.
-  test)   setup; system_packages; shift
-          workers=$(python -c 'import os; print(min(4, len(os.sched_getaffinity(0))))')
-          exec python -m pytest -q --durations=15 -n "$workers" --dist loadgroup "$@" ;;
+  # Serial: the parallel run measured no faster (docs/MEASUREMENTS.md, 2026-12-03). To try both
+  # cores anyway: `bash run.sh test -n 2 --dist loadfile` (a module's tests on one worker).
+  test)   setup; system_packages; shift; exec python -m pytest -q --durations=15 "$@" ;;
   *) echo "usage: bash run.sh course|test [extra args]" >&2; exit 2 ;;
 esac

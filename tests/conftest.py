@@ -5,11 +5,9 @@ the data (it still needs the ci model, built once into the cache); `bash run.sh 
 everything (what CI runs).  A test is slow when its module is in SLOW_MODULES (what each one
 runs is said beside it) or when it asks for a fixture in SLOW_FIXTURES.
 
-In parallel (`-n auto --dist loadgroup`, what run.sh passes): a module's tests stay on one worker,
-so its module fixtures (a graded class, a trained method) are built once; a module in SPREAD has
-no such fixture and its tests go to whichever worker is free (the notebooks, the longest items);
-the modules that use the live `server` share one group, so one worker starts it.  Each worker
-computes with cores / workers threads, so two workers do not fight over the same cores.
+In parallel (`bash run.sh test -n 2 --dist loadfile`, not the default: docs/MEASUREMENTS.md,
+2026-12-03) each worker computes with cores / workers threads, so two workers do not fight over
+the same cores; the caches the workers share are built under file locks (loraweek.cache).
 """
 import os
 from pathlib import Path
@@ -42,8 +40,6 @@ SLOW_MODULES = {
 }
 # the course adapter (trained once per cache) and the live server it feeds
 SLOW_FIXTURES = {"adapter", "server"}
-# modules whose tests share no module fixture: spread across workers one test at a time
-SPREAD = {"test_notebooks"}
 
 
 def _workers() -> int:
@@ -56,19 +52,10 @@ if _workers() > 1:  # before torch is imported: its thread pool is sized once
         os.environ.setdefault(_var, _threads)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
 def pytest_collection_modifyitems(config, items):
-    server_modules = {_module(i) for i in items if "server" in getattr(i, "fixturenames", ())}
     for item in items:
-        module = _module(item)
-        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if Path(str(item.fspath)).stem in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        if module not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group("server" if module in server_modules else module))
-
-
-def _module(item) -> str:
-    return Path(str(item.fspath)).stem
 
 
 def pytest_sessionstart(session):
