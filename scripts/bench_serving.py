@@ -1,9 +1,9 @@
 """Serving throughput and latency: 1, 4 and 8 concurrent clients against one real server.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python shared/benchmarks/bench_serving.py            # course adapter, ci
-    .venv/bin/python shared/benchmarks/bench_serving.py --adapter runs/day2/adapter --requests 32
-    .venv/bin/python shared/benchmarks/bench_serving.py --server-args "--merge"     # merged fp model
-    .venv/bin/python shared/benchmarks/bench_serving.py --server-args "--quantization nf4"
+    HF_HUB_OFFLINE=1 .venv/bin/python -m scripts.bench_serving            # course adapter, ci
+    .venv/bin/python -m scripts.bench_serving --adapter runs/day2/adapter --requests 32
+    .venv/bin/python -m scripts.bench_serving --server-args "--merge"     # merged fp model
+    .venv/bin/python -m scripts.bench_serving --server-args "--quantization nf4"
 
 Starts `python -m loraweek.serving` on loopback, sends the same held-out messages (greedy, the
 same max_tokens) with 1, 4 and 8 closed-loop clients, and prints requests/s, generated
@@ -17,13 +17,10 @@ import argparse
 import json
 import shlex
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # shared/ (a no-op where loraweek is installed)
-
-from loraweek.data.schema import load_split  # noqa: E402
-from loraweek.serving.loadtest import compare, run_load  # noqa: E402
-from loraweek.serving.process import ServerProcess  # noqa: E402
+from loraweek.data.schema import load_split
+from loraweek.serving.loadtest import compare, run_load
+from loraweek.serving.process import ServerProcess
 
 
 def main(argv=None) -> int:

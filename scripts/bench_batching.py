@@ -1,10 +1,11 @@
 """Padded vs bucketed vs padding-free batches: the same model, data, steps and seed, three ways.
 
-    python shared/benchmarks/bench_batching.py                      # the profile's own model
-    python shared/benchmarks/bench_batching.py --profile ci --steps 30
-    python shared/benchmarks/bench_batching.py --model-config qwen2.5-0.5b   # on a GPU
+    python -m scripts.bench_batching                      # the profile's own model
+    python -m scripts.bench_batching --profile ci --steps 30
+    python -m scripts.bench_batching --model-config qwen2.5-0.5b   # on a GPU
 
-Each variant trains in its own child process (one after the other), so each gets a clean
+(from the repository root; installed: `loraweek-bench-batching`).  Each variant trains in its
+own child process (one after the other, `scripts._variants`), so each gets a clean
 peak-memory counter: on CPU the peak is the process's resident set size, which never goes
 back down within a process.  The padding fraction is computed here, in the parent, by
 drawing the training order with the same sampler classes the Trainer uses (RandomSampler
@@ -17,49 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve()
-sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
-
-from loraweek.hardware import T4_USABLE_MB  # noqa: E402
-from loraweek.profiles import get_profile  # noqa: E402
+from loraweek.hardware import T4_USABLE_GIB, T4_USABLE_MB
+from loraweek.profiles import get_profile
+from scripts._shapes import build_shaped_model
+from scripts._variants import run_variants
 
 VARIANTS = ("padded", "bucketed", "padding_free")
-QWEN25_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                  num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0,
-                  rms_norm_eps=1e-6, tie_word_embeddings=True, vocab_size=151936)
-
-
-def build_shaped_model(profile, folder: Path, full_vocab: bool, seed: int) -> Path:
-    """A Qwen2.5-0.5B-shaped model with random weights and the ci tokenizer.
-
-    The ci tokenizer keeps every CPU/GPU step about the model, not a 150k-row embedding;
-    `--full_vocab` keeps Qwen2.5's 151,936 rows (the real embedding's memory), of which the
-    ci tokenizer uses only the first few thousand."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from loraweek.models import load_tokenizer
-
-    tok = load_tokenizer(get_profile("ci"))
-    dims = dict(QWEN25_05B)
-    if not full_vocab:
-        dims["vocab_size"] = len(tok)
-    config = Qwen2Config(bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **dims)
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).to(profile.compute_dtype)
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    n = sum(p.numel() for p in model.parameters())
-    print(f"built a Qwen2.5-0.5B-shaped model with random weights: {n / 1e6:.0f} M parameters, "
-          f"vocab {config.vocab_size:,}, saved in {folder}")
-    return folder
 
 
 def padding_fractions(profile, steps: int, seed: int) -> dict[str, float]:
@@ -138,15 +107,9 @@ def main(argv=None) -> None:
         print(f"\n{args.steps} steps x batch {profile.batch_size} x grad-accum {profile.grad_accum}, "
               f"max_seq_len {profile.max_seq_len}, seed {args.seed}, model {profile.model_id}\n")
         padding = padding_fractions(profile, args.steps, args.seed)
-        reports = {}
-        for variant in VARIANTS:
-            out = work / f"{variant}.json"
-            cmd = [sys.executable, str(HERE), "--child", variant, "--steps", str(args.steps),
-                   "--seed", str(args.seed), "--work", str(work), "--json-out", str(out)]
-            cmd += ["--profile", profile.name] + (["--model-dir", str(model_dir)] if model_dir else [])
-            print(f"--- {variant}", flush=True)
-            subprocess.run(cmd, check=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-            reports[variant] = json.loads(out.read_text())
+        child_args = ["--steps", str(args.steps), "--seed", str(args.seed), "--work", str(work),
+                      "--profile", profile.name] + (["--model-dir", str(model_dir)] if model_dir else [])
+        reports = run_variants("scripts.bench_batching", VARIANTS, work, child_args)
 
     base = reports["padded"]["tokens_per_s"]
     header = ["batching", "steps", "train s", "non-padding tok/s", "speed-up vs padded",
@@ -166,7 +129,7 @@ def main(argv=None) -> None:
           "padding fraction: the samplers' kind of order collated in batches (see the docstring)")
     if args.model_config and torch.cuda.is_available():
         peak = max(r["peak_memory_mb"] for r in reports.values())
-        print(f"peak VRAM {peak:,.0f} MB = {peak / T4_USABLE_MB:.0%} of a T4's 15 GB: "
+        print(f"peak VRAM {peak:,.0f} MB = {peak / T4_USABLE_MB:.0%} of a T4's {T4_USABLE_GIB:g} GiB: "
               f"{'fits' if peak < T4_USABLE_MB else 'does NOT fit'} (allocator peak; add ~0.5-1 GB CUDA context)")
 
 

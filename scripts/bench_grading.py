@@ -1,7 +1,10 @@
 """Benchmark of the grading pipeline (ci profile, CPU only).
 
-    python -m autograde.bench_grading                    # solutions/week06, class of 20
-    python -m autograde.bench_grading --class-size 6 --notebook day2_qlora_finetuning
+    python -m scripts.bench_grading                    # solutions/week06, class of 20
+    python -m scripts.bench_grading --class-size 6 --notebook day2_qlora_finetuning
+
+Run it from the repository root: it imports the grader (`autograde`, which is not an installed
+package), so it has no installed entry point, unlike the other scripts.
 
 Measures (1) the time to grade one student's whole week (every notebook, --jobs 1) and
 (2) a class of N synthetic submitted notebooks (perfect, blank, one-exercise-blank variants,
@@ -30,9 +33,8 @@ from pathlib import Path
 
 import nbformat
 
-from . import ASSIGNMENT, REPO_ROOT, SOLUTIONS_DIR
-from . import synth
-from .course import notebook_names, prepare_course
+from autograde import ASSIGNMENT, REPO_ROOT, SOLUTIONS_DIR, synth
+from autograde.course import notebook_names, prepare_course
 
 
 # GRADING_SIZES before issue 8 (the grading tests and the class took most of CI's time)

@@ -6,18 +6,20 @@
 - naive bootstrap: recompute sacrebleu's corpus BLEU from the strings on every resample
   (measured on a few resamples, extrapolated to 1,000).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python shared/benchmarks/bench_eval.py
+    HF_HUB_OFFLINE=1 .venv/bin/python -m scripts.bench_eval       # from the repository root; installed: loraweek-bench-eval
 
 The answers are the references with every third one broken (invalid JSON), so nothing needs a model.
 """
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)  # no options: --help only
     t0 = time.perf_counter()
     import rouge_score.rouge_scorer  # noqa: F401  (imported once per process: timed apart)
     import sacrebleu.metrics  # noqa: F401

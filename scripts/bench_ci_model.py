@@ -1,10 +1,10 @@
 """Does the `ci` model learn the task?  Build time, Day 2 training time, and base vs fine-tuned vs
 majority-class scores on held-out validation and test messages, side by side.
 
-    python shared/benchmarks/bench_ci_model.py                 # cached ci model, the ci profile's recipe
-    python shared/benchmarks/bench_ci_model.py --fresh         # also time the ci model build (temp cache)
-    python shared/benchmarks/bench_ci_model.py --steps 150 --lr 3e-3 --n 400
-    python shared/benchmarks/bench_ci_model.py --profile laptop      # SmolLM2-135M-Instruct, real model
+    python -m scripts.bench_ci_model                 # cached ci model, the ci profile's recipe
+    python -m scripts.bench_ci_model --fresh         # also time the ci model build (temp cache)
+    python -m scripts.bench_ci_model --steps 150 --lr 3e-3 --n 400
+    python -m scripts.bench_ci_model --profile laptop      # SmolLM2-135M-Instruct, real model
 
 Training is exactly Day 2's (`loraweek.training.run_qlora` with the profile's method: NF4 base + LoRA,
 or plain LoRA in the laptop profile).  With the profile's own recipe (no --steps/--lr/--rank) the
@@ -24,10 +24,7 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve()
-sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
 
 class Timer:
     def __enter__(self):

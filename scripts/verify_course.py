@@ -1,13 +1,13 @@
 """Run every notebook of the week on a Qwen2.5-0.5B-shaped model under a T4's limits, and measure.
 
-    # a GPU: the colab profile, fp16 forced (a T4 has no bf16), a 15 GB memory cap
-    python shared/benchmarks/verify_course.py --profile colab
-    python shared/benchmarks/verify_course.py --profile gpu --memory-gb 0 --no-fp16   # bf16, no cap
+    # a GPU: the colab profile, fp16 forced (a T4 has no bf16), a 15 GiB memory cap (loraweek.hardware.T4_USABLE_GIB)
+    python -m scripts.verify_course --profile colab
+    python -m scripts.verify_course --profile gpu --memory-gb 0 --no-fp16   # bf16, no cap
     # a CPU: the plumbing only, with the shrunk shape (same vocabulary and tokenizer, tiny body)
-    python shared/benchmarks/verify_course.py --shrink --only day1 --only day2
+    python -m scripts.verify_course --shrink --only day1 --only day2
     # a CPU profile at its own sizes: the laptop profile on SmolLM2, or on any model folder
-    python shared/benchmarks/verify_course.py --profile laptop
-    python shared/benchmarks/verify_course.py --profile laptop --model DIR --only day2
+    python -m scripts.verify_course --profile laptop
+    python -m scripts.verify_course --profile laptop --model DIR --only day2
 
 The CPU profiles (ci, laptop) run at their own sizes on their own model unless told otherwise;
 a GPU profile asked for on a CPU runs the shrunk Qwen shape at grading sizes (its own sizes
@@ -36,16 +36,13 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve()
-sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
-
-from loraweek.course import BUILD, course_notebooks, execute_notebook  # noqa: E402
-from loraweek.hardware import T4_USABLE_GIB  # noqa: E402
-from loraweek.profiles import CPU_PROFILES, PROFILE_NAMES  # noqa: E402
+from loraweek.course import BUILD, course_notebooks, execute_notebook
+from loraweek.hardware import T4_USABLE_GIB
+from loraweek.profiles import CPU_PROFILES, PROFILE_NAMES
 
 STATS_ENV = "VERIFY_STATS_FILE"
 
-PREAMBLE = '''# Added by shared/benchmarks/verify_course.py (not part of the course): T4 limits + memory sampling.
+PREAMBLE = '''# Added by scripts/verify_course.py (not part of the course): T4 limits + memory sampling.
 import json as _json, os as _os, threading as _threading, time as _time
 import psutil as _psutil, torch as _torch
 _cap_gb = float(_os.environ.get("VERIFY_GPU_MEMORY_GB", "0"))

@@ -1,12 +1,14 @@
 """Day 3's comparison table from the command line: every method at the same budget, one
-child process per method (so each peak-memory figure starts from a clean process).
+child process per method (so each peak-memory figure starts from a clean process; `scripts._variants`).
 
-    python shared/benchmarks/bench_methods.py --profile ci                  # all nine methods
-    python shared/benchmarks/bench_methods.py --profile ci --methods lora full --steps 10
-    python shared/benchmarks/bench_methods.py --model-config qwen2.5-0.5b    # on a GPU
+    python -m scripts.bench_methods --profile ci                  # all nine methods
+    python -m scripts.bench_methods --profile ci --methods lora full --steps 10
+    python -m scripts.bench_methods --model-config qwen2.5-0.5b    # on a GPU
     # does each method's training fit a T4? the colab profile's sizes on the real model shape
-    python shared/benchmarks/make_qwen_folder.py build/qwen-0.5b-shape
-    python shared/benchmarks/bench_methods.py --profile colab --model build/qwen-0.5b-shape --memory-only
+    python -m scripts.make_qwen_folder build/qwen-0.5b-shape
+    python -m scripts.bench_methods --profile colab --model build/qwen-0.5b-shape --memory-only
+
+(from the repository root; installed: `loraweek-bench-methods`, `loraweek-make-qwen-folder`).
 
 Each child runs `loraweek.methods.compare.sweep_method` (the method's learning-rate sweep,
 best run kept on validation loss) and `compare.measure` (checkpoint, counted memory,
@@ -25,17 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve()
-sys.path.insert(0, str(HERE.parents[1]))  # shared/ (a no-op where loraweek is installed)
-sys.path.insert(0, str(HERE.parent))      # bench_batching's shaped-model builder
-
-from loraweek.profiles import get_profile  # noqa: E402
+from loraweek.hardware import T4_USABLE_GIB, T4_USABLE_MB
+from loraweek.profiles import get_profile
+from scripts._variants import run_variants
 
 COLUMNS = [("learning_rate", "lr", "{:.1e}"), ("trainable", "trainable", "{:,}"), ("trainable_pct", "%", "{:.3f}"),
            ("checkpoint_mb", "ckpt MB", "{:.3f}"), ("peak_mb", "peak MB", "{:,.0f}"),
@@ -110,9 +107,8 @@ def memory_child(args, profile) -> None:
 
 
 def print_memory_table(rows: dict) -> None:
-    from loraweek.hardware import T4_USABLE_MB
-
-    print("| method | trainable | dtype | weights MB | grads + Adam MB | peak MB | fits a T4 (15 GiB)? | s/step |")
+    print(f"| method | trainable | dtype | weights MB | grads + Adam MB | peak MB | fits a T4 ({T4_USABLE_GIB:g} GiB)? "
+          "| s/step |")
     print("|---|---|---|---|---|---|---|---|")
     for m, r in rows.items():
         fits = "yes" if r["peak_mb"] <= T4_USABLE_MB else "no"
@@ -145,7 +141,7 @@ def main(argv=None) -> None:
                    help="a randomly initialised model of this shape instead of the profile's model")
     p.add_argument("--full-vocab", action="store_true", help="with --model-config: keep the 151,936-token embedding")
     p.add_argument("--model", default=None, help="a model folder instead of the profile's model "
-                                                 "(e.g. from make_qwen_folder.py: the real shape and tokenizer)")
+                                                 "(e.g. from scripts.make_qwen_folder: the real shape and tokenizer)")
     p.add_argument("--memory-only", action="store_true",
                    help="only train each method for --steps (default 2) at the profile's sizes and report its peak memory")
     p.add_argument("--work", default=None, help="folder for the runs (default: a temporary one)")
@@ -160,7 +156,7 @@ def main(argv=None) -> None:
     if args.model and args.model_config:
         p.error("--model and --model-config both name the model: give one")
     if args.model and not (Path(args.model) / "config.json").is_file():
-        p.error(f"--model {args.model}: no config.json there (build one with make_qwen_folder.py)")
+        p.error(f"--model {args.model}: no config.json there (build one with python -m scripts.make_qwen_folder)")
 
     from loraweek.notebook.env import print_environment
 
@@ -171,19 +167,13 @@ def main(argv=None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         model_dir = Path(args.model).resolve() if args.model else None
         if args.model_config:
-            from bench_batching import build_shaped_model
+            from scripts._shapes import build_shaped_model
 
             model_dir = build_shaped_model(profile, work / "model", args.full_vocab, args.seed)
-        rows = {}
-        for method in args.methods:
-            out = work / f"{method}.json"
-            cmd = [sys.executable, str(HERE), "--child", method, "--seed", str(args.seed), "--work", str(work),
-                   "--json-out", str(out), "--profile", profile.name]
-            cmd += (["--model-dir", str(model_dir)] if model_dir else []) + (["--steps", str(args.steps)] if args.steps else [])
-            cmd += ["--memory-only"] if args.memory_only else []
-            print(f"--- {method}", flush=True)
-            subprocess.run(cmd, check=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-            rows[method] = json.loads(out.read_text())
+        child_args = ["--seed", str(args.seed), "--work", str(work), "--profile", profile.name]
+        child_args += (["--model-dir", str(model_dir)] if model_dir else []) + (["--steps", str(args.steps)] if args.steps else [])
+        child_args += ["--memory-only"] if args.memory_only else []
+        rows = run_variants("scripts.bench_methods", args.methods, work, child_args)
     print()
     if args.memory_only:
         return print_memory_table(rows)
