@@ -90,7 +90,7 @@ def test_laptop_is_smollm2_from_the_converted_cache_in_fp32_on_the_cpu():
     assert laptop.model_id == SMOLLM2_FOLDER  # the converted folder, never a hub id
     assert laptop.compute_dtype == torch.float32
     assert laptop.device == "cpu"  # a CPU profile, even where there is a GPU
-    assert laptop.quantization is None  # plain LoRA: shared/benchmarks/README.md, bench_laptop.py
+    assert laptop.quantization is None  # plain LoRA: scripts/README.md, bench_laptop.py
     assert get_profile("ci").quantization == get_profile("colab").quantization == "nf4"  # QLoRA elsewhere
 
 

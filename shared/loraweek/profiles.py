@@ -100,7 +100,7 @@ _SIZES = {
                lora_alpha=32, sweep_steps=40, sweep_points=3, eval_every=25, save_every=100,
                gradient_checkpointing=False, max_new_tokens=80, score_examples=200, dpo_steps=8, dpo_pairs=32),
     # SmolLM2-135M-Instruct (135 M parameters, vocabulary 49,152) on a CPU, in fp32.  Sizes chosen
-    # from one run of shared/benchmarks/bench_laptop.py (its table is in shared/benchmarks/README.md;
+    # from one run of scripts/bench_laptop.py (its table is in scripts/README.md;
     # 2 shared AVX2 cores, 35-66 GFLOP/s fp32 matmul during the run; "tok/CPU-s" below is training's
     # non-padding tokens per CPU-second x 2 threads, less sensitive to the other jobs than wall time):
     # - the profile trains plain LoRA on an fp32 base (quantization=None), not QLoRA.  At these sizes
@@ -178,7 +178,7 @@ _REGULARISATION = {
 # each code path (same functions, fewer steps and examples).  Quality is never graded, so
 # answers may be cut at 24 new tokens: a model trained for 2 steps never ends its answer and
 # would otherwise generate all 80 tokens of the ci profile every time.
-# Measured per notebook in autograde/README.md (python -m autograde.bench_grading).
+# Measured per notebook in autograde/README.md (python -m scripts.bench_grading).
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
                      eval_every=2, save_every=2, score_examples=4, max_new_tokens=24,
                      reg_train_examples=8, reg_steps=4, reg_eval_every=1, reg_eval_examples=4, reg_patience=1, curve_steps=4,

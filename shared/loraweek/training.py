@@ -46,7 +46,7 @@ def make_collator(tokenizer, batching: str = "padded"):
     classic right-padded batch with an attention mask (labels padded with -100); bucketed
     also samples examples of similar length together (see `training_arguments`).
 
-    Measured (shared/benchmarks/bench_batching.py): without FlashAttention-2's varlen
+    Measured (scripts/bench_batching.py): without FlashAttention-2's varlen
     kernels (CPU; a T4 has none either) SDPA attends over the whole packed row through a
     materialised block mask, quadratic in the row length, so padding-free is the slowest
     here; bucketing is the fastest (1.25x).
@@ -133,7 +133,7 @@ def _tokens_seen_at(checkpoint: str | None) -> int:
 # materialises [batch, seq, vocab] fp32 logits (8 x 320 x 49,152 x 4 bytes = 503 MB for SmolLM2,
 # and as much again for their log-softmax and their gradient); transformers 5.x's `logits_to_keep`
 # (a boolean [batch, seq] mask) projects only the kept positions.  The loss and the gradients are
-# those of the model's own loss (tests/test_answer_logits.py); shared/benchmarks/bench_laptop.py
+# those of the model's own loss (tests/test_answer_logits.py); scripts/bench_laptop.py
 # measures what it saves.  False restores the model's own loss (the benchmark's baseline).
 LOGITS_AT_LABELS_ONLY = True
 

@@ -16,7 +16,7 @@ loads like the hub checkpoint:
 * a generation config that stops on `<|im_end|>` *or* `<|endoftext|>`, as Qwen's does.
 
 `shrink=True` keeps the vocabulary and tokenizer but makes the body tiny (`SHRUNK`), so a
-CPU proves the plumbing in seconds.  Command line: `shared/benchmarks/make_qwen_folder.py`.
+CPU proves the plumbing in seconds.  Command line: `scripts/make_qwen_folder.py`.
 """
 from __future__ import annotations
 

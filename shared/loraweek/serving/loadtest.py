@@ -16,7 +16,7 @@ from loraweek.serving.monitoring import percentile
 
 # Short messages unlike any training example (those are full sentences about one order):
 # what a router meets on day one, and where a small model slips out of JSON.  Vietnamese
-# and English; used by tests/test_serving_structured.py and benchmarks/bench_structured.py.
+# and English; used by tests/test_serving_structured.py and scripts/bench_structured.py.
 SHORT_MESSAGES = [
     "Tôi muốn hoàn tiền 3", "hi", "???", "ok", "cảm ơn", "help", "refund 2", "xin chào", "asdf", "12345",
     "😀", "hủy", "alo alo", "bye", "no", "Tôi muốn hoàn tiền", "where is it", "thanks!", "đơn 5", "huh?",
