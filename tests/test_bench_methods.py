@@ -1,4 +1,4 @@
-"""bench_methods.py --memory-only: one real (tiny) training run per method, in its own
+"""scripts/bench_methods.py --memory-only: one real (tiny) training run per method, in its own
 process, reported against a T4's memory; and a clear error for a model folder that is not one."""
 import json
 import subprocess
@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "shared" / "benchmarks" / "bench_methods.py"
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = "scripts.bench_methods"  # scripts/bench_methods.py, run as a module from the repository root
 
 
 def bench(*args):
-    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", BENCH, *args], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)
 
 
 def test_memory_only_reports_each_methods_peak_against_a_t4(tmp_path):
