@@ -5,11 +5,12 @@ For each submitted notebook (course_dir/submitted/<student>/week06/<notebook>.ip
 1. integrity check against the released notebook (invalid JSON -> "invalid notebook", no run;
    deleted / duplicated / reordered graded cells, edited locked cells -> "tampered");
 2. a private course copy (source, empty gradebook, the one submission) under work/, and
-   ``python -m autograde.sandbox`` on it: nbgrader autograde with NBGRADER_EXECUTION set (the
+   ``python -m autograde.worker`` on it: nbgrader autograde with NBGRADER_EXECUTION set (the
    course package then forces the ``ci`` profile at grading sizes), a per-cell timeout,
    RLIMIT_AS, and a wall-time / RSS watchdog that kills the whole process group.  The kernel
-   runs in the bubblewrap jail (jail.py) where it can start, else under the fingerprint guard
-   (fsguard.py); the in-kernel guard (guard.py) notes what it tried either way.  In the
+   runs in the bubblewrap jail (isolation/bwrap.py) where it can start, else under the
+   fingerprint guard (isolation/fs_restore.py); the in-kernel cell guard (cell_guard.py) notes
+   what it tried either way.  In the
    sandbox, each student has one jail for all of their notebooks, with a zygote in it that
    imported the libraries once; each notebook's kernel is a fresh fork of it
    (kernel_zygote.py; ``--kernels``);
@@ -44,12 +45,13 @@ from .classify import Outcome, classify
 from .collect import rejected_marker
 from .course import notebook_names, read_course, tree_digest
 from .integrity import check_submission, graded_cells, sanitize, score_notebook, test_cells
-from .fsguard import watched
-from .jail import GUARD, KERNEL_PID_FILE, SANDBOX, StudentJails, probe
+from .isolation import GUARD, SANDBOX
+from .isolation.bwrap import KERNEL_PID_FILE, StudentJails, probe
+from .isolation.fs_restore import watched
 from .leaks import instructor_lines, redact
 from .limits import (HOME_MB, INTERRUPT_GRACE_S, MAX_PROCESSES, SCRATCH_MB, TMP_MB, CappedFolder, Cgroup, Limits,
                      describe_bounds)
-from .sandbox import run_bounded, worker_env
+from .worker import run_bounded, worker_env
 
 log = logging.getLogger("autograde.grade")
 
@@ -115,11 +117,11 @@ def _stand_in(course_dir: Path, student: str, nb_name: str, status: str, reasons
 
 
 def audit_policy(course_dir: Path, scratch: Path) -> dict:
-    """Paths the in-kernel audit hook watches (guard.py): where reads and writes get noted."""
+    """Paths the in-kernel audit hook watches (cell_guard.py): where reads and writes get noted."""
     import loraweek
     from loraweek.cache import cache_root
 
-    from .fsguard import site_dirs
+    from .isolation.fs_restore import site_dirs
 
     sol = [str(SOLUTIONS_DIR)]
     info = course_dir / "course.json"
@@ -183,7 +185,7 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     # memory (RSS + tmpfs pages) and processes of the worker, the kernel and all they start
     cgroup = Cgroup.create(f"{student}-{nb_name}", limits.memory_mb, limits.max_processes,
                            parent=jail.cgroup if jail is not None else None)
-    cmd = [sys.executable, "-m", "autograde.sandbox", "--work", str(work), "--student", student,
+    cmd = [sys.executable, "-m", "autograde.worker", "--work", str(work), "--student", student,
            "--notebook", nb_name, "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb),
            "--report", str(report), "--isolation", "sandbox" if isolation == SANDBOX else "guard",
            "--scratch", str(scratch), "--home", str(home_folder.path), "--tmp", str(tmp_folder.path),

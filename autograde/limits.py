@@ -36,7 +36,7 @@ TMP_MB = 1024          # the jail's /tmp (and /dev/shm), a tmpfs: RAM
 HOME_MB = 1024         # the jail's home, a tmpfs: RAM
 MAX_PROCESSES = 1024   # pids.max: processes *and* threads of one notebook (or one student's jail)
 SCRATCH_MB = 2048      # the kernel's working folder (sandbox: a tmpfs, RAM)
-INTERRUPT_GRACE_S = 10.0   # seconds a timed-out cell has to obey the interrupt (guard.GuardedExecute)
+INTERRUPT_GRACE_S = 10.0   # seconds a timed-out cell has to obey the interrupt (cell_guard.GuardedExecute)
 
 
 @dataclass

@@ -149,7 +149,7 @@ def test_perfect_student_scores_full_marks(graded, name):
 def test_a_week_runs_in_forked_kernels_and_a_lone_notebook_in_a_fresh_one(graded):
     from collections import Counter
 
-    from autograde.jail import SANDBOX
+    from autograde.isolation import SANDBOX
 
     res = graded["results"]
     if any(r["isolation"] != SANDBOX for r in res.values()):

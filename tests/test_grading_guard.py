@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from autograde import synth  # noqa: E402
-from autograde.fsguard import Snapshot  # noqa: E402
+from autograde.isolation.fs_restore import Snapshot  # noqa: E402
 from autograde.leaks import HIDDEN, _blocks  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "week06"

@@ -31,7 +31,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from autograde import synth  # noqa: E402
-from autograde.jail import SANDBOX, probe  # noqa: E402
+from autograde.isolation import SANDBOX  # noqa: E402
+from autograde.isolation.bwrap import probe  # noqa: E402
 from autograde.leaks import _blocks, HIDDEN  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "week06"

@@ -24,8 +24,8 @@ from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from autograde.jail import KERNEL_PID_FILE, ZYGOTE_FILE, JailedKernelManager, StudentJail, probe  # noqa: E402
-from autograde.sandbox import worker_env  # noqa: E402
+from autograde.isolation.bwrap import KERNEL_PID_FILE, ZYGOTE_FILE, JailedKernelManager, StudentJail, probe  # noqa: E402
+from autograde.worker import worker_env  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not probe()[0], reason=f"no sandbox here: {probe()[1]}")
 PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "numpy")

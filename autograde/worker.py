@@ -1,6 +1,6 @@
 """Run one submission's notebook in its own process with a wall-time and a memory bound.
 
-The supervisor side (`run_bounded`) starts ``python -m autograde.sandbox ...`` in a new
+The supervisor side (`run_bounded`) starts ``python -m autograde.worker ...`` in a new
 session (process group), polls it, and kills the whole group when it runs past `timeout`
 seconds or when the resident memory of its process tree passes `memory_mb`.  The worker side
 (`main`) lowers its own address-space limit (RLIMIT_AS, inherited by the Jupyter kernel, so a
@@ -97,7 +97,7 @@ def _stop_forks(cgroup, worker: psutil.Process, kernels: list[psutil.Process]) -
     ancestors.  The bomb's cell then fails and the rest of the notebook runs; a kernel that
     cannot make progress any more (its killed children stay zombies, counted in pids.max,
     until it reaps them) is stopped by the cell timeout, and the cells above keep their points
-    (guard.GuardedExecute).  Called at every poll once a fork was refused."""
+    (cell_guard.GuardedExecute).  Called at every poll once a fork was refused."""
     keep = {worker.pid}
     try:
         keep |= {c.pid for c in worker.children()}
@@ -237,7 +237,7 @@ def main(argv=None) -> int:
                                         LimitOutput, SaveAutoGrades)
 
     from .course import load_config
-    from .guard import GuardedExecute
+    from .cell_guard import GuardedExecute
 
     cfg = load_config(a.work)
     cfg.Execute.timeout = int(a.cell_timeout)
@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     if a.scratch:
         cfg.GuardedExecute.kernel_cwd = str(a.scratch.resolve())
     if a.isolation == "sandbox":
-        from .jail import JailedKernelManager
+        from .isolation.bwrap import JailedKernelManager
 
         cfg.GuardedExecute.kernel_manager_class = JailedKernelManager
         cfg.JailedKernelManager.transport = "ipc"   # TCP does not cross the network namespace

@@ -31,10 +31,8 @@ from pathlib import Path
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Integer, List, Unicode
 
-from .limits import HOME_MB, TMP_MB, CappedFolder, Cgroup, Limits
+from ..limits import HOME_MB, TMP_MB, CappedFolder, Cgroup, Limits
 
-SANDBOX = "sandbox (bubblewrap)"
-GUARD = "guard (no sandbox: fingerprint and restore)"
 # read-only caches a notebook may load from, when they exist (all under the real home)
 # bwrap starts with SIGINT ignored (see bwrap_argv) and with the kernel, not the grading worker
 # beside it in the notebook's cgroup, first in line for the OOM killer
@@ -62,7 +60,7 @@ def readonly_paths() -> list[str]:
     paths += [os.environ[v] for v in CACHE_ENV if os.environ.get(v)]
     # the grader's PYTHONPATH (a package copy, a benchmark's sitecustomize), never the repo
     # itself: the repo holds solutions/
-    from . import REPO_ROOT
+    from .. import REPO_ROOT
 
     repo = _real(REPO_ROOT)
     for p in os.environ.get("PYTHONPATH", "").split(os.pathsep):
@@ -181,7 +179,7 @@ class JailedKernelManager(AsyncKernelManager):
 
 # ---- forked kernels (kernel_zygote.py) -----------------------------------------------------
 
-ZYGOTE_FILE = Path(__file__).resolve().with_name("kernel_zygote.py")
+ZYGOTE_FILE = Path(__file__).resolve().parent.parent / "kernel_zygote.py"
 # What every notebook of the week imports: a kernel forked after these starts in well under a
 # second instead of ~7 CPU-seconds.  Only libraries, never the course package or a notebook's code.
 ZYGOTE_PRELOAD = ("ipykernel.kernelapp", "ipykernel.ipkernel", "torch", "transformers.modeling_utils",
