@@ -18,12 +18,17 @@ the notebook's sight) puts back:
 
 Each restoration is reported and the notebook gets the status "tampered".  `os._exit` raises
 instead of killing the kernel when student code calls it.
+
+What runs in the kernel is cell_guard_kernel.py, sent as its source text (`kernel_code`); this
+file is the grader's side: when to call it, and what to do with a kernel that stops answering.
 """
 from __future__ import annotations
 
 import ast
 import json
 import re
+from functools import lru_cache
+from pathlib import Path
 
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import run_sync
@@ -39,292 +44,34 @@ STUCK_ENAME = "CellTimeoutError"   # what integrity.score_notebook counts as a t
 class StuckKernel(Exception):
     """The kernel did not answer a cell-timeout interrupt (e.g. SIGINT ignored by the student)."""
 
-KERNEL_CODE = r'''
-def _lw_make_audit():
-    # A Python audit hook (PEP 578; it cannot be removed once added) that notes every attempt
-    # to write where a submission must not (the course package, the venv, the model cache's
-    # existing files, start-up files, the grading folder) and every read of the grading folder
-    # or the instructor's notebooks.  Notes, not blocks: the sandbox (or the fingerprint guard)
-    # is what stops the write; this says which cell tried.
-    import json, os, sys
-    P = json.loads(%(policy)r)
-    sep = os.sep
-    norm = lambda xs: tuple(os.path.realpath(x) for x in xs if x)
-    scratch, secret = norm(P.get("scratch", [])), norm(P.get("secret", []))
-    protected, cache = norm(P.get("protected", [])), norm(P.get("cache", []))
-    WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    READS = {"os.listdir", "os.scandir"}
-    WRITES = {"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate",
-              "os.utime", "shutil.rmtree"}
-    PAIRS = {"os.rename", "os.symlink", "os.link", "shutil.copyfile", "shutil.copytree",
-             "shutil.move"}
-    STARTUP = (sep + ".ipython" + sep, sep + ".jupyter" + sep, sep + ".config" + sep + "ipython",
-               sep + ".local" + sep + "lib" + sep)
-    found, busy = [], [False]
 
-    def under(p, roots):
-        return any(p == r or p.startswith(r + sep) for r in roots)
-
-    def note(msg):
-        if msg not in found and len(found) < 20:
-            found.append(msg)
-
-    def path_of(x):
-        if isinstance(x, int) or x is None:
-            return None
-        return os.path.realpath(os.path.abspath(os.fsdecode(x)))
-
-    def check(x, write, mkdir=False):
-        p = path_of(x)
-        if p is None or under(p, scratch):
-            return
-        if under(p, secret):
-            note(("tried to write " if write else "tried to read ") + p)
-        elif not write:
-            return
-        elif p.endswith(".pth") or os.path.basename(p) in ("sitecustomize.py", "usercustomize.py") \
-                or any(s in p for s in STARTUP):
-            note("tried to plant a start-up file: " + p)
-        elif under(p, protected) or (under(p, cache) and os.path.lexists(p) and not mkdir):
-            # (mkdir of an existing cache folder, as in Path.mkdir(exist_ok=True), changes nothing)
-            note("tried to change " + p)
-
-    def hook(event, args):
-        if busy[0] or not (event == "open" or event in READS or event in WRITES or event in PAIRS):
-            return
-        busy[0] = True
-        try:
-            if event == "open":
-                mode, flags = args[1] or "", args[2] or 0
-                check(args[0], any(c in str(mode) for c in "wax+") or bool(flags & WRITE))
-            elif event in READS:
-                check(args[0] if args else ".", False)
-            elif event in WRITES:
-                check(args[0], True, mkdir=event == "os.mkdir")
-            else:
-                check(args[0], False)
-                check(args[1], True)
-        except Exception:
-            pass
-        finally:
-            busy[0] = False
-
-    sys.addaudithook(hook)
-    return found
+KERNEL_FILE = Path(__file__).resolve().with_name("cell_guard_kernel.py")
 
 
-def _lw_make_guard():
-    import builtins, importlib, json, os, pkgutil, sys, threading, types
-    WATCH = ("loraweek", "numpy", "torch", "math", "importlib", "builtins", "json", "re",
-             "functools", "operator", "collections", "unittest")
-    for _name in ("numpy", "numpy.testing", "math", "torch", "torch.nn", "torch.nn.functional",
-                  "torch.testing", "loraweek"):
-        try:
-            importlib.import_module(_name)
-        except Exception:
-            pass
+@lru_cache(maxsize=1)
+def _kernel_functions() -> tuple[str, tuple[str, ...]]:
+    """cell_guard_kernel.py without its docstring (a docstring run as a cell would become the
+    notebook's ``__doc__``), and the names of the functions it defines (all it may define)."""
+    source = KERNEL_FILE.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    body = tree.body
+    skip = 0
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        skip, body = body[0].end_lineno, body[1:]
+    if not all(isinstance(node, ast.FunctionDef) for node in body):
+        raise RuntimeError(f"{KERNEL_FILE.name} may define only functions: it runs in the notebook's namespace")
+    return "\n".join(source.splitlines()[skip:]).lstrip("\n") + "\n", tuple(node.name for node in body)
 
-    def watched(name):
-        return name.split(".")[0] in WATCH and (name.split(".")[0] != "torch" or name in (
-            "torch", "torch.nn", "torch.nn.functional", "torch.testing"))
 
-    def important(v):
-        return isinstance(v, (types.FunctionType, types.BuiltinFunctionType, type, types.ModuleType,
-                              types.MethodType, staticmethod, classmethod, property))
-
-    IGNORE_BUILTINS = {"exit", "quit", "get_ipython", "display", "_", "__", "___", "__IPYTHON__",
-                       "__builtins__", "_ih", "_oh", "_dh", "In", "Out", "input", "raw_input"}
-    site_dirs = tuple(p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p
-                                                   or p.startswith(sys.base_prefix) or p.startswith(sys.prefix)))
-    here = os.getcwd()
-
-    def library_made(v):
-        """True for a function defined in an installed library module (torch, transformers...)
-        -- libraries rebind their own names lazily, e.g. torch._dynamo wraps torch.manual_seed.
-        Student code defines things in __main__, in no module, or in files next to the notebook."""
-        if v is None:
-            return False
-        m = getattr(v, "__module__", None)
-        if not isinstance(m, str) or m in ("__main__", "builtins") or m not in sys.modules:
-            return False
-        f = getattr(sys.modules[m], "__file__", None) or ""
-        return f.startswith(site_dirs) and not f.startswith(here)
-
-    modules = {}      # name -> (module, {attr: value})
-    classes = {}      # (module name, class name) -> (class, {attr: value})
-
-    def snap(name, mod):
-        attrs = {k: v for k, v in vars(mod).items() if important(v)}
-        if name == "builtins":
-            attrs = {k: v for k, v in attrs.items() if k not in IGNORE_BUILTINS}
-        modules[name] = (mod, attrs)
-        if name.startswith("loraweek"):
-            for k, v in attrs.items():
-                if isinstance(v, type) and getattr(v, "__module__", "") == name:
-                    classes[(name, k)] = (v, {a: b for a, b in vars(v).items() if important(b) or callable(b)})
-
-    for _n, _m in list(sys.modules.items()):
-        if isinstance(_m, types.ModuleType) and watched(_n):
-            snap(_n, _m)
-
-    # Course-package modules are snapshotted when first imported, right after they run and
-    # before the importer gets them (importing all of them up front cost seconds per notebook).
-    class SnapLoader:
-        def __init__(self, inner, name):
-            self._inner, self._name = inner, name
-
-        def __getattr__(self, k):
-            return getattr(self._inner, k)
-
-        def create_module(self, spec):
-            return self._inner.create_module(spec)
-
-        def exec_module(self, module):
-            self._inner.exec_module(module)
-            snap(self._name, module)
-
-    class SnapFinder:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] != "loraweek" or name in modules:
-                return None
-            for f in list(sys.meta_path):
-                if f is self or not hasattr(f, "find_spec"):
-                    continue
-                spec = f.find_spec(name, path, target)
-                if spec is not None:
-                    if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                        spec.loader = SnapLoader(spec.loader, name)
-                    return spec
-            return None
-
-    finder = SnapFinder()
-    sys.meta_path.insert(0, finder)
-
-    shell = get_ipython()
-    SHELL_METHODS = ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "transform_cell",
-                     "transform_ast", "showtraceback", "_showtraceback", "should_run_async",
-                     "showsyntaxerror", "ex", "ev")
-    shell_cls = {}
-    for _k in SHELL_METHODS:
-        for _c in type(shell).__mro__:
-            if _k in vars(_c):
-                shell_cls[(_c, _k)] = vars(_c)[_k]
-    shell_inst = {k: vars(shell)[k] for k in SHELL_METHODS if k in vars(shell)}
-    tm = shell.input_transformer_manager
-    lists = []  # (owner, attribute, the list object, its items)
-    for _o, _k in ((tm, "cleanup_transforms"), (tm, "line_transforms"), (tm, "token_transformers"),
-                   (shell, "input_transformers_post"), (shell, "ast_transformers")):
-        _v = getattr(_o, _k, None)
-        if isinstance(_v, list):
-            lists.append((_o, _k, _v, list(_v)))
-    pre_events = {e: list(shell.events.callbacks.get(e, [])) for e in ("pre_execute", "pre_run_cell")}
-    trace = sys.gettrace()
-    real_exit = os._exit
-    main_thread = threading.main_thread()
-
-    def guarded_exit(code=0):
-        if threading.current_thread() is main_thread:
-            raise SystemExit(f"os._exit({code}) was called: blocked while autograding")
-        real_exit(code)
-    os._exit = guarded_exit
-    modules["os"] = (os, {"_exit": guarded_exit})
-
-    user_ns = shell.user_ns
-    trusted = {}
-    before = {}
-    audit = _lw_make_audit()
-
-    def restore():
-        found = []
-        if finder not in sys.meta_path:
-            sys.meta_path.insert(0, finder)
-            found.append("sys.meta_path changed (the guard's import hook removed)")
-        for name, (mod, attrs) in list(modules.items()):
-            if name in sys.modules and sys.modules[name] is not mod:
-                sys.modules[name] = mod
-                found.append(f"sys.modules[{name!r}] replaced")
-            d = vars(mod)
-            for k, v in attrs.items():
-                cur = d.get(k, None)
-                if cur is not v:
-                    if library_made(cur):   # the library rebound its own name (lazy init)
-                        attrs[k] = cur
-                        continue
-                    setattr(mod, k, v)
-                    found.append(f"{name}.{k} replaced")
-        for (mname, cname), (cls, attrs) in classes.items():
-            d = vars(cls)
-            for k, v in attrs.items():
-                if d.get(k, None) is not v and not library_made(d.get(k, None)):
-                    try:
-                        setattr(cls, k, v)
-                    except Exception:
-                        pass
-                    found.append(f"{mname}.{cname}.{k} replaced")
-        for (c, k), v in shell_cls.items():
-            if vars(c).get(k) is not v:
-                setattr(c, k, v)
-                found.append(f"IPython {c.__name__}.{k} replaced")
-        for k in SHELL_METHODS:
-            if vars(shell).get(k, None) is not shell_inst.get(k, None):
-                if k in shell_inst:
-                    vars(shell)[k] = shell_inst[k]
-                else:
-                    delattr(shell, k)
-                found.append(f"IPython shell.{k} replaced")
-        if shell.input_transformer_manager is not tm:
-            try:
-                shell.input_transformer_manager = tm
-            except Exception:
-                vars(shell)["input_transformer_manager"] = tm
-            found.append("IPython input_transformer_manager replaced")
-        for o, k, obj, items in lists:
-            if getattr(o, k, None) is not obj:
-                try:
-                    setattr(o, k, obj)
-                except Exception:
-                    pass
-                found.append(f"IPython {k} replaced")
-            if list(obj) != items:
-                obj[:] = items
-                found.append(f"IPython {k} changed")
-        for e, v in pre_events.items():
-            if shell.events.callbacks.get(e, []) != v:
-                shell.events.callbacks[e] = list(v)
-                found.append(f"IPython {e} callbacks changed")
-        if sys.gettrace() is not trace:
-            sys.settrace(trace)
-            found.append("sys.settrace changed")
-        return found
-
-    def guard(op, names=()):
-        if op == "pre":
-            before.clear()
-            before.update({k: id(v) for k, v in user_ns.items()})
-            return "[]"
-        if op == "post_trusted":
-            for k, v in list(user_ns.items()):
-                if before.get(k) != id(v) and not k.startswith("_") and important(v):
-                    trusted[k] = v
-            return "[]"
-        if op == "audit":
-            found = list(audit)
-            audit.clear()
-            return json.dumps(found)
-        if op == "pre_test":
-            found = restore()
-            for k in names:
-                if k in trusted and user_ns.get(k, None) is not trusted[k]:
-                    user_ns[k] = trusted[k]
-                    found.append(f"{k} (defined by the course notebook) was redefined")
-            return json.dumps(found)
-        return "[]"
-    return guard
-
-import builtins as _lw_b
-setattr(_lw_b, "_lw_guard_%(token)s", _lw_make_guard())
-del _lw_make_guard, _lw_make_audit, _lw_b
-'''
+def kernel_code(token: str, policy: str) -> str:
+    """The silent cell that installs the guard in a kernel: the functions of cell_guard_kernel.py,
+    a call of its `_lw_install` with the run's values as one JSON text (given as a Python string
+    literal: no value is formatted into code), and the functions' names deleted again.  `token`
+    names the guard function (``builtins._lw_guard_<token>``), `policy` is the audit hook's JSON."""
+    functions, names = _kernel_functions()
+    config = json.dumps({"token": token, "policy": policy})
+    return f"{functions}\n_lw_install({config!r})\ndel {', '.join(names)}\n"
 
 
 def names_read(source: str) -> list[str]:
@@ -390,7 +137,6 @@ class GuardedExecute(Execute):
             # the kernel starts in its scratch folder, not next to the course's source and
             # gradebook; the files nbgrader placed beside the notebook (data files) go with it
             import shutil
-            from pathlib import Path
 
             if old_path and Path(old_path).is_dir():
                 for f in Path(old_path).rglob("*"):
@@ -488,7 +234,7 @@ class GuardedExecute(Execute):
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         fn = f"_lw_guard_{self._token}"
         if not self._installed:
-            self._installed = bool(await self._run(KERNEL_CODE % {"token": self._token, "policy": self.policy}))
+            self._installed = bool(await self._run(kernel_code(self._token, self.policy)))
         meta = cell.metadata.get("nbgrader", {})
         is_test = bool(meta.get("grade")) and not meta.get("solution")
         trusted = cell.source.strip() in self._trusted and not meta.get("solution")

@@ -117,7 +117,7 @@ def _stand_in(course_dir: Path, student: str, nb_name: str, status: str, reasons
 
 
 def audit_policy(course_dir: Path, scratch: Path) -> dict:
-    """Paths the in-kernel audit hook watches (cell_guard.py): where reads and writes get noted."""
+    """Paths the in-kernel audit hook watches (cell_guard_kernel.py): where reads and writes get noted."""
     import loraweek
     from loraweek.cache import cache_root
 

@@ -10,7 +10,7 @@ is the proof that nothing changed; without one it is the guard that puts things 
 * names only (detected, not restored): the entries of site-packages, so a planted package shows.
 
 A full snapshot of site-packages (65,000 files) would cost seconds per notebook; a change deep
-inside an installed library is reported by the in-kernel audit hook instead (cell_guard.py).
+inside an installed library is reported by the in-kernel audit hook instead (cell_guard_kernel.py).
 """
 from __future__ import annotations
 
