@@ -34,3 +34,12 @@ def test_the_three_files_to_read_first_exist():
     first = re.search(r"\*\*Read these three files first\*\*:(.*?)\n\n", text, re.S).group(1)
     paths = re.findall(r"`([\w/.-]+\.(?:py|ipynb))`", first)
     assert len(paths) == 3 and all((ROOT / p).is_file() for p in paths), paths
+
+
+def test_the_tree_names_the_graders_isolation_modes_and_guard():
+    words = set(re.findall(r"[\w.]+/?", _layout()))
+    grader = ROOT / "autograde"
+    wanted = ["isolation/", "worker.py", "cell_guard.py", "cell_guard_kernel.py"]
+    wanted += [p.name for p in sorted((grader / "isolation").glob("*.py")) if p.name != "__init__.py"]
+    missing = [w for w in wanted if w not in words]
+    assert not missing, f"README.md's Layout tree lacks autograde's: {', '.join(missing)}"
