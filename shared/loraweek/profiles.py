@@ -129,11 +129,19 @@ _SIZES = {
     #   instead of 48 at steps 0, 15, 30: one pass over 16 messages (4,423 tokens) took 49-71 s on 1
     #   thread of the 2 shared cores (62-90 tokens/s, issue 21), so 9 passes read 144 messages where
     #   the earlier 4 passes of 48 (before, steps 15 and 30, and again after training) read 192.
+    # - issue 24's notebook budgets (item 3): at eval_examples 16, score_examples 64 and sweep_steps 4
+    #   Days 2-5 took 22.7 / 38.5 / 25.3 / 14.0 min (budgets 20 / 30 / 10 / 10, docs/MEASUREMENTS.md).
+    #   On a CPU every forward pass over an example costs about the same (~0.8 s for ~300 tokens at
+    #   ~100 GFLOP/s: compute-bound), so the minutes scale with the examples read: 2026-12-03 halved
+    #   the scored messages (64 -> 32 per split; the intervals widen by ~1.4x), validation 16 -> 12
+    #   messages a point, the sweep 4 -> 3 steps, Day 4's curves 6 -> 4 steps and its regularisation
+    #   runs 8 -> 6, Day 5's compression 8 -> 4 messages a variant.  The measured minutes after it are
+    #   in loraweek.notebook.timings (printed by every notebook) and docs/MEASUREMENTS.md.
     "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
-                   eval_examples=16, max_steps=30, batch_size=2, grad_accum=4, learning_rate=2e-3, lora_r=16,
-                   lora_alpha=32, sweep_steps=4, sweep_points=1, eval_every=4, save_every=15,
-                   gradient_checkpointing=False, max_new_tokens=160, score_examples=64, dpo_steps=2,
-                   dpo_pairs=8),
+                   eval_examples=12, max_steps=30, batch_size=2, grad_accum=4, learning_rate=2e-3, lora_r=16,
+                   lora_alpha=32, sweep_steps=3, sweep_points=1, eval_every=4, save_every=15,
+                   gradient_checkpointing=False, max_new_tokens=160, score_examples=32, compress_examples=4,
+                   dpo_steps=2, dpo_pairs=8),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
                   learning_rate=2e-4, lora_r=16, lora_alpha=32, sweep_steps=40, sweep_points=2, eval_every=30,
@@ -157,7 +165,7 @@ _SIZES = {
 # step 20 (tests/test_regularisation.py).  Cost, estimated from Day 2's 0.83 s per ci step (1
 # thread, shared cores): ~46 steps and ~25 evaluations of 16 messages, well under a minute idle
 # (measured only on cores shared with ~12 other processes, where it took several minutes).
-# laptop (SmolLM2, ~30 s a step on an idle laptop): 8 steps each, about 10 minutes: not measured.
+# laptop (SmolLM2): 8 steps each took 224 s of Day 4 (2026-12-03, docs/MEASUREMENTS.md); now 6.
 # curve_steps: Day 4's three loss-curve runs (section 6) take curve_steps, curve_steps and 2 x curve_steps
 # steps of min(8, batch_size) examples without accumulation.  Until 2026-12-02 they took batch 8 with the
 # profile's accumulation (laptop: 8 x 4 = 32 examples a step) and 16/16/32 steps: 52 of Day 4's 73
@@ -166,8 +174,8 @@ _SIZES = {
 _REGULARISATION = {
     "ci": dict(reg_train_examples=16, reg_steps=30, reg_eval_every=2, reg_eval_examples=16, reg_patience=3,
                curve_steps=16),
-    "laptop": dict(reg_train_examples=8, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2,
-                   curve_steps=6),
+    "laptop": dict(reg_train_examples=8, reg_steps=6, reg_eval_every=1, reg_eval_examples=4, reg_patience=2,
+                   curve_steps=4),
     "colab": dict(reg_train_examples=32, reg_steps=60, reg_eval_every=3, reg_eval_examples=64, reg_patience=3,
                   curve_steps=16),
     "gpu": dict(reg_train_examples=64, reg_steps=60, reg_eval_every=3, reg_eval_examples=128, reg_patience=3,
