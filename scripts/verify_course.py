@@ -17,7 +17,7 @@ Per notebook it prints: wall time, peak GPU memory (allocated and reserved; peak
 on a CPU), training tokens/s (the notebook's SUMMARY `tokens_per_s`), pass/fail.
 
 How the limits reach the notebook: each notebook is executed (papermill, through
-`loraweek.course.execute_notebook`) from a copy with one extra first cell, `PREAMBLE` below.
+`loraweek.notebook.execute.execute_notebook`) from a copy with one extra first cell, `PREAMBLE` below.
 Inside the kernel it caps the CUDA caching allocator with
 `torch.cuda.set_per_process_memory_fraction(cap / total)` (an allocation past the cap raises
 out-of-memory, as on a T4), makes `torch.cuda.is_bf16_supported()` answer False as a T4 does (so
@@ -36,7 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from loraweek.course import BUILD, course_notebooks, execute_notebook
+from loraweek.notebook.execute import execute_notebook
+from scripts.run_course import BUILD, course_notebooks
 from loraweek.hardware import T4_USABLE_GIB
 from loraweek.profiles import CPU_PROFILES, PROFILE_NAMES
 

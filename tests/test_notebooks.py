@@ -4,7 +4,8 @@ Executed notebooks are kept as artifacts in build/test-notebooks/.
 """
 import pytest
 
-from loraweek.course import BUILD, course_notebooks, execute_notebook
+from loraweek.notebook.execute import execute_notebook
+from scripts.run_course import BUILD, course_notebooks
 
 NOTEBOOKS = course_notebooks()
 ARTIFACTS = BUILD / "test-notebooks"

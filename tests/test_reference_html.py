@@ -1,9 +1,9 @@
-"""`python -m loraweek.course --html`: executed notebooks become HTML pages with an index."""
+"""`python -m scripts.run_course --html`: executed notebooks become HTML pages with an index."""
 from pathlib import Path
 
 import nbformat
 
-from loraweek.course import NotebookRun
+from loraweek.notebook.execute import NotebookRun
 from loraweek.notebook.reference_html import write_reference_pages
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from loraweek.course import BUILD, execute_notebooks
+from loraweek.notebook.execute import execute_notebooks
+from scripts.run_course import BUILD
 from loraweek.notebook.selfcheck import WARNING
 
 ROOT = Path(__file__).resolve().parent.parent

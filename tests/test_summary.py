@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "shared"))
-from loraweek import course  # noqa: E402
+from loraweek.notebook import execute as course  # noqa: E402
 from loraweek.notebook.summary import headline_figures, print_summary  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Executed notebooks as HTML: the published reference run a student compares their outputs with.
 
-`python -m loraweek.course --html` writes one page per notebook under `<out>/html/<profile>/` and an
+`python -m scripts.run_course --html` (`bash run.sh course --html`) writes one page per notebook under `<out>/html/<profile>/` and an
 index saying which commit, profile, machine and run time each page comes from, so a page is never
 mistaken for another profile's figures.
 """

@@ -1,5 +1,5 @@
 """A notebook's last line: ``SUMMARY {json}``, the figures of its run, and which of them are its
-headline.  The course runner (`loraweek.course`) reads that line from the executed notebook and
+headline.  The course runner (`scripts/run_course.py`) reads that line from the executed notebook and
 prints the headline figures in its table: each notebook says what matters in its own run, so the
 runner hard-codes no key (issue 23, item 3)."""
 from __future__ import annotations

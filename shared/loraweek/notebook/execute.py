@@ -1,30 +1,19 @@
-"""Run the course: execute every notebook in solutions/ with papermill and summarise.
+"""Execute course notebooks with papermill and read what they report.
 
-    python -m loraweek.course            # default profile (from the hardware)
-    python -m loraweek.course --profile ci --only day2
-    python -m loraweek.course --profile ci --html   # also HTML pages of the executed notebooks
-
-Executed notebooks land in build/course/ (git-ignored).  Each notebook's last
-cell prints `SUMMARY {json}`; the runner collects those figures into one table.
-The tests call `execute_notebook` too, so CI and a newcomer run the same code.
+Each notebook runs in a fresh working folder of its own; its last cell prints `SUMMARY {json}`
+(`loraweek.notebook.summary.print_summary`), which `read_summary` collects from the executed copy.
+The course runner (`scripts/run_course.py`, behind `bash run.sh course`), the notebook tests and
+`scripts/verify_course.py` all call `execute_notebook`, so CI and a newcomer run the same code.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loraweek.notebook.summary import PREFIX, headline_figures
-
-REPO = Path(__file__).resolve().parents[2]
-SOLUTIONS = REPO / "solutions" / "week06"
-BUILD = REPO / "build"
-
 
 @dataclass
 class NotebookRun:
@@ -34,10 +23,6 @@ class NotebookRun:
     output: Path
     summary: dict = field(default_factory=dict)
     error: str = ""
-
-
-def course_notebooks() -> list[Path]:
-    return sorted(SOLUTIONS.glob("*.ipynb"))
 
 
 def read_summary(nb) -> dict:
@@ -119,38 +104,3 @@ def format_table(runs: list[NotebookRun]) -> str:
         if r.error:
             lines.append(f"{'':<34} {r.error[:200]}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default=os.environ.get("LORAWEEK_PROFILE"),
-                   help="ci / laptop / colab / gpu (default: $LORAWEEK_PROFILE, else from the hardware)")
-    p.add_argument("--cell-timeout", type=int, default=None,
-                   help="seconds one cell may run (default 900 for ci; 3600 for the real models, whose "
-                        "training cell runs for many minutes on a CPU)")
-    p.add_argument("--only", default="", help="run only notebooks whose name contains this")
-    p.add_argument("--out", default=str(BUILD / "course"))
-    p.add_argument("--html", action="store_true",
-                   help="also write the executed notebooks as HTML pages with an index under OUT/html/PROFILE/ "
-                        "(the reference run a student compares their outputs with)")
-    a = p.parse_args(argv)
-    runs = []
-    for nb in course_notebooks():
-        if a.only not in nb.name:
-            continue
-        print(f"running {nb.relative_to(REPO)} ...", flush=True)
-        timeout = a.cell_timeout or (900 if a.profile in (None, "ci") else 3600)
-        runs.append(execute_notebook(nb, Path(a.out), a.profile, cell_timeout=timeout, progress=True))
-        print(f"  {'ok' if runs[-1].ok else 'FAILED'} in {runs[-1].seconds:.0f} s -> {runs[-1].output.relative_to(REPO) if runs[-1].output.is_relative_to(REPO) else runs[-1].output}", flush=True)
-    print("\nCourse summary\n" + format_table(runs))
-    if a.html and runs:
-        from loraweek.profiles import get_profile
-        from loraweek.notebook.reference_html import write_reference_pages
-        profile_name = a.profile or get_profile().name
-        index = write_reference_pages(runs, Path(a.out) / "html" / profile_name, profile_name, REPO)
-        print(f"HTML reference pages: {index}")
-    return 0 if runs and all(r.ok for r in runs) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
