@@ -21,7 +21,12 @@ def _lw_make_audit(policy):
     # existing files, start-up files, the grading folder) and every read of the grading folder
     # or the instructor's notebooks.  Notes, not blocks: the sandbox (or the fingerprint guard)
     # is what stops the write; this says which cell tried.
-    import json, os, sys
+    import builtins as B, json, os, sys
+    # This code runs in the notebook's namespace: a name it does not bind here would be looked up
+    # in the submission's globals first, where `any = lambda *a: False` would blind it.  So every
+    # builtin it calls is bound now, as a local its inner functions close over.
+    Exception, any, bool, int, isinstance, len, str, tuple = (
+        B.Exception, B.any, B.bool, B.int, B.isinstance, B.len, B.str, B.tuple)
     P = json.loads(policy)
     sep = os.sep
     norm = lambda xs: tuple(os.path.realpath(x) for x in xs if x)
@@ -90,6 +95,11 @@ def _lw_make_audit(policy):
 
 def _lw_make_guard(policy):
     import builtins, importlib, json, os, pkgutil, sys, threading, types
+    B = builtins   # every builtin called below, bound as a local (see _lw_make_audit for why)
+    (Exception, SystemExit, callable, classmethod, delattr, getattr, hasattr, id, isinstance, list,
+     property, setattr, staticmethod, str, tuple, type, vars) = (
+        B.Exception, B.SystemExit, B.callable, B.classmethod, B.delattr, B.getattr, B.hasattr, B.id,
+        B.isinstance, B.list, B.property, B.setattr, B.staticmethod, B.str, B.tuple, B.type, B.vars)
     WATCH = ("loraweek", "numpy", "torch", "math", "importlib", "builtins", "json", "re",
              "functools", "operator", "collections", "unittest")
     for _name in ("numpy", "numpy.testing", "math", "torch", "torch.nn", "torch.nn.functional",
@@ -129,7 +139,9 @@ def _lw_make_guard(policy):
     classes = {}      # (module name, class name) -> (class, {attr: value})
 
     def snap(name, mod):
-        attrs = {k: v for k, v in vars(mod).items() if important(v)}
+        # every callable of a watched module: numpy's functions are dispatcher objects and its
+        # ufuncs instances (neither a FunctionType), and a replaced `numpy.mean` must be seen too
+        attrs = {k: v for k, v in vars(mod).items() if important(v) or callable(v)}
         if name == "builtins":
             attrs = {k: v for k, v in attrs.items() if k not in IGNORE_BUILTINS}
         modules[name] = (mod, attrs)

@@ -3,7 +3,8 @@ grader sends to the kernel as its source text (cell_guard.kernel_code): it compi
 standalone without doing anything, the cell sent holds no leftover %-placeholder, the values it
 carries are exactly the configured ones (however odd the paths), and once run in a real IPython
 shell it guards: a replaced function is put back and reported, a read of a secret path is noted,
-``os._exit`` raises, and none of its names is left in the notebook's namespace."""
+``os._exit`` raises, and none of its names is left in the notebook's namespace; a submission that
+shadows the builtins the guard calls, or replaces a numpy function, is caught all the same."""
 from __future__ import annotations
 
 import ast
@@ -81,6 +82,14 @@ shell.run_cell("import math; math.sqrt = lambda x: 0.0; open(%r).read()" % sys.a
 out["audit"] = json.loads(guard("audit"))
 out["pre_test"] = json.loads(guard("pre_test", []))
 out["sqrt"] = math.sqrt(4.0)
+# a submission that shadows the builtins the guard calls, then replaces a numpy function (a
+# dispatcher object, not a FunctionType): still put back and reported
+shell.run_cell("any = lambda *a, **k: False\\nisinstance = lambda *a: False\\ngetattr = lambda *a: None\\n"
+               "vars = lambda *a: {{}}\\nimport numpy, math\\nnumpy.mean = lambda *a, **k: 0.0\\n"
+               "numpy.add = lambda *a, **k: 0.0\\nmath.sqrt = lambda x: 0.0")
+out["pre_test_shadowed"] = json.loads(guard("pre_test", []))
+import numpy
+out["numpy"] = [float(numpy.mean([1.0, 3.0])), float(numpy.add(1.0, 2.0)), math.sqrt(9.0)]
 try:
     os._exit(3)
 except SystemExit as exc:
@@ -95,4 +104,19 @@ print("RESULT" + json.dumps(out))
     assert out["left"] == [] and out["doc"], "the guard's functions (or its docstring) stay in the notebook"
     assert out["audit"] == ["tried to read " + os.path.realpath(secret / "answers.txt")]
     assert "math.sqrt replaced" in out["pre_test"] and out["sqrt"] == 2.0
+    assert {"numpy.mean replaced", "numpy.add replaced", "math.sqrt replaced"} <= set(out["pre_test_shadowed"]), \
+        out["pre_test_shadowed"]
+    assert out["numpy"] == [2.0, 3.0, 3.0]
     assert out["exit"] == "os._exit(3) was called: blocked while autograding"
+
+
+def test_every_builtin_the_kernel_code_calls_is_bound_before_the_notebook_can_shadow_it():
+    import builtins
+
+    tree = ast.parse(KERNEL.read_text(encoding="utf-8"))
+    for maker in (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name != "_lw_install"):
+        bound = {t.id for node in maker.body if isinstance(node, ast.Assign) for target in node.targets
+                 for t in ast.walk(target) if isinstance(t, ast.Name)}
+        called = {n.id for n in ast.walk(maker) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                  and hasattr(builtins, n.id)}
+        assert called <= bound, f"{maker.name} looks up {sorted(called - bound)} in the notebook's globals"
