@@ -32,7 +32,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -44,14 +44,14 @@ from . import (ASSIGNMENT, COURSE_ID, CRASHED, GRADED, INVALID, MAX_NOTEBOOK_MB,
 from .classify import Outcome, classify
 from .collect import rejected_marker
 from .course import notebook_names, read_course, tree_digest
-from .integrity import check_submission, graded_cells, sanitize, score_notebook, test_cells
+from .integrity import Check, check_submission, graded_cells, sanitize, score_notebook, test_cells
 from .isolation import GUARD, SANDBOX
 from .isolation.bwrap import KERNEL_PID_FILE, StudentJails, probe
 from .isolation.fs_restore import watched
 from .leaks import instructor_lines, redact
 from .limits import (HOME_MB, INTERRUPT_GRACE_S, MAX_PROCESSES, SCRATCH_MB, TMP_MB, CappedFolder, Cgroup, Limits,
                      describe_bounds)
-from .worker import run_bounded, worker_env
+from .worker import Outcome as BoundedRun, run_bounded, worker_env
 
 log = logging.getLogger("autograde.grade")
 
@@ -133,28 +133,27 @@ def audit_policy(course_dir: Path, scratch: Path) -> dict:
             "cache": [str(cache_root())]}
 
 
-def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeout: float,
-              cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1,
-              isolation: str = GUARD, jail=None, limits: Limits | None = None,
-              interrupt_grace: float = INTERRUPT_GRACE_S, max_notebook_mb: float = MAX_NOTEBOOK_MB) -> dict:
-    """Grade one submitted notebook.  `jail`: the student's `StudentJail` (sandbox mode with
-    forked kernels); its kernel then forks from the student's zygote and works in the jail's
-    scratch folder for this notebook.  `limits`: processes, /tmp and home caps (memory_mb wins
-    over limits.memory_mb)."""
-    limits = replace(limits or Limits(), memory_mb=memory_mb)
+@dataclass(frozen=True)
+class Prepared:
+    """A submission ready to run: its private course copy under work/ and where its run reports."""
+    course_dir: Path
+    student: str
+    notebook: str
+    release: Path     # the released notebook
+    check: Check      # the integrity check (valid; its problems are tampering)
+    work: Path        # the private course copy: source, empty gradebook, the sanitized submission
+    report: Path      # the guard's report
+    log: Path         # the worker's output
+
+
+def _prepare(course_dir: Path, student: str, nb_name: str, max_notebook_mb: float) -> Prepared | str:
+    """Check the submission against the released notebook and build its private course copy;
+    a str: why the file is not a notebook that can run (nothing was built)."""
     release_nb = course_dir / "release" / ASSIGNMENT / f"{nb_name}.ipynb"
-    source_nb = nbformat.read(str(course_dir / "source" / ASSIGNMENT / f"{nb_name}.ipynb"), as_version=4)
-    points = test_cells(source_nb)
     submitted = course_dir / "submitted" / student / ASSIGNMENT / f"{nb_name}.ipynb"
-    result = {"student": student, "notebook": nb_name, "max_score": sum(points.values()),
-              "scores": {g: 0.0 for g in points}, "max_scores": points, "wall_s": 0.0,
-              "peak_rss_mb": 0.0, "reasons": [], "executed": None, "isolation": isolation,
-              "kernel": "forked" if jail is not None else "fresh"}
     chk = check_submission(submitted, release_nb, max_mb=max_notebook_mb)
     if not chk.valid:
-        result.update(status=INVALID, reasons=[chk.error])
-        return result
-
+        return chk.error
     work = course_dir / "work" / f"{student}__{nb_name}"
     if work.exists():
         shutil.rmtree(work)
@@ -166,35 +165,74 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
     nbformat.write(sanitize(chk.nb, nbformat.read(str(release_nb), as_version=4)), str(dest / f"{nb_name}.ipynb"))
     report = course_dir / "work" / f"{student}__{nb_name}.guard.json"
     report.unlink(missing_ok=True)
-    # the kernel's own folders, away from the course: working folder, home, connection files
+    return Prepared(course_dir, student, nb_name, release_nb, chk, work, report,
+                    course_dir / "work" / f"{student}__{nb_name}.log")
+
+
+@dataclass(frozen=True)
+class KernelFolders:
+    """The kernel's own folders, away from the course: working folder, home, /tmp, connection files."""
+    temp: Path              # this notebook's private temporary folder
+    runtime: Path           # connection files (and, forked, the kernel's PID file)
+    scratch: Path           # the kernel's working folder
+    home: CappedFolder
+    tmp: CappedFolder
+    working: CappedFolder   # the capped folder the working folder is in
+    jailed: bool            # the student's jail's folders (they outlive this notebook)
+
+    def by_name(self) -> dict[str, CappedFolder]:
+        """The capped folders as a row's reason names them."""
+        return {"/tmp": self.tmp, "the home folder": self.home, "its working folder": self.working}
+
+    def remove(self) -> None:
+        """Unmount and remove what was made for this notebook (the jail's stay for the student's next one)."""
+        if not self.jailed:
+            for f in self.by_name().values():
+                f.release()
+        shutil.rmtree(self.temp, ignore_errors=True)
+        if not self.jailed:
+            shutil.rmtree(self.runtime, ignore_errors=True)
+
+
+def _kernel_folders(prepared: Prepared, isolation: str, jail, limits: Limits) -> KernelFolders:
+    """This notebook's folders: its student's jail's where it has one, else size-capped ones made here."""
     # In the sandbox the kernel works in nbgrader's own autograded folder (the only part of the
     # course it can see); without one, in a scratch folder away from the course's files.
     temp = Path(tempfile.mkdtemp(prefix="lwg-"))
     runtime = Path(tempfile.mkdtemp(prefix="lwk-"))
-    scratch = work / "autograded" / student / ASSIGNMENT if isolation == SANDBOX else temp / "scratch"
+    scratch = (prepared.work / "autograded" / prepared.student / ASSIGNMENT if isolation == SANDBOX
+               else temp / "scratch")
     if jail is not None:   # the student's jail has this notebook's folders already (bound at its start)
-        scratch, runtime = jail.scratch(nb_name), jail.runtime(nb_name)
-        home_folder, tmp_folder, scratch_folder = jail.home_folder, jail.tmp_folder, jail.scratch_folder
-    else:                  # this notebook's own home, /tmp and working folder: size-capped tmpfs
-        home_folder = CappedFolder.create(temp / "home", limits.home_mb)
-        tmp_folder = CappedFolder.create(temp / "tmp", limits.tmp_mb)
-        scratch_folder = CappedFolder.create(scratch, limits.scratch_mb)
-    folders = {"/tmp": tmp_folder, "the home folder": home_folder, "its working folder": scratch_folder}
-    used_before = {name: f.used_mb() for name, f in folders.items()}
-    capped = home_folder.capped and tmp_folder.capped
-    # memory (RSS + tmpfs pages) and processes of the worker, the kernel and all they start
-    cgroup = Cgroup.create(f"{student}-{nb_name}", limits.memory_mb, limits.max_processes,
-                           parent=jail.cgroup if jail is not None else None)
-    cmd = [sys.executable, "-m", "autograde.worker", "--work", str(work), "--student", student,
-           "--notebook", nb_name, "--cell-timeout", str(cell_timeout), "--memory-mb", str(memory_mb),
-           "--report", str(report), "--isolation", "sandbox" if isolation == SANDBOX else "guard",
-           "--scratch", str(scratch), "--home", str(home_folder.path), "--tmp", str(tmp_folder.path),
+        return KernelFolders(temp, jail.runtime(prepared.notebook), jail.scratch(prepared.notebook),
+                             jail.home_folder, jail.tmp_folder, jail.scratch_folder, jailed=True)
+    # this notebook's own home, /tmp and working folder: size-capped tmpfs
+    home_folder = CappedFolder.create(temp / "home", limits.home_mb)
+    tmp_folder = CappedFolder.create(temp / "tmp", limits.tmp_mb)
+    scratch_folder = CappedFolder.create(scratch, limits.scratch_mb)
+    return KernelFolders(temp, runtime, scratch, home_folder, tmp_folder, scratch_folder, jailed=False)
+
+
+def _worker_command(prepared: Prepared, folders: KernelFolders, *, cell_timeout: float, isolation: str,
+                    jail, limits: Limits, interrupt_grace: float) -> list[str]:
+    """``python -m autograde.worker`` on the prepared course copy (before the cgroup wraps it)."""
+    capped = folders.home.capped and folders.tmp.capped
+    cmd = [sys.executable, "-m", "autograde.worker", "--work", str(prepared.work), "--student", prepared.student,
+           "--notebook", prepared.notebook, "--cell-timeout", str(cell_timeout),
+           "--memory-mb", str(limits.memory_mb),
+           "--report", str(prepared.report), "--isolation", "sandbox" if isolation == SANDBOX else "guard",
+           "--scratch", str(folders.scratch), "--home", str(folders.home.path), "--tmp", str(folders.tmp.path),
            "--tmp-mb", str(limits.tmp_mb), "--home-mb", str(limits.home_mb),
            "--interrupt-grace", str(interrupt_grace),
-           "--policy", json.dumps(audit_policy(course_dir, scratch))] + (["--folders-capped"] if capped else [])
+           "--policy", json.dumps(audit_policy(prepared.course_dir, folders.scratch))]
+    if capped:
+        cmd.append("--folders-capped")
     if jail is not None:
         cmd += ["--zygote-socket", jail.socket]
-    env = worker_env(jobs, threads, runtime)
+    return cmd
+
+
+def _worker_environment(folders: KernelFolders, isolation: str, jobs: int, threads: int) -> dict:
+    env = worker_env(jobs, threads, folders.runtime)
     if isolation != SANDBOX:  # no jail: at least a private home (IPython/Jupyter start-up files),
         # with the caches that live under the real one still found where they are
         from loraweek.cache import cache_root
@@ -202,64 +240,134 @@ def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeou
         env.setdefault("LORAWEEK_CACHE", str(cache_root()))
         if (Path.home() / ".cache" / "huggingface").is_dir():
             env.setdefault("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
-        home = home_folder.path
+        home = folders.home.path
         env.update(HOME=str(home), MPLCONFIGDIR=str(home / ".config" / "matplotlib"),
-                   TMPDIR=str(tmp_folder.path))   # /tmp itself is the host's here: see README
+                   TMPDIR=str(folders.tmp.path))   # /tmp itself is the host's here: see README
+    return env
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """What the bounded worker did and left behind."""
+    out: BoundedRun      # run_bounded's counters
+    executed: Path       # the executed notebook, copied out of the working folder (absent: none came back)
+    full_folders: tuple[tuple[str, float], ...]   # (name, cap MiB) of the folders it filled up
+    cgroup_why: str      # why the notebook had no cgroup (then the RSS watchdog bounded its memory)
+
+
+def _run_worker(prepared: Prepared, *, jobs: int, threads: int, timeout: float, cell_timeout: float,
+                isolation: str, jail, limits: Limits, interrupt_grace: float) -> WorkerRun:
+    """Run the worker on the prepared copy, bounded, in the kernel's own folders and cgroup, and
+    take its executed notebook out of them before they go."""
+    folders = _kernel_folders(prepared, isolation, jail, limits)
+    capped_folders = folders.by_name()
+    used_before = {name: f.used_mb() for name, f in capped_folders.items()}
+    # memory (RSS + tmpfs pages) and processes of the worker, the kernel and all they start
+    cgroup = Cgroup.create(f"{prepared.student}-{prepared.notebook}", limits.memory_mb, limits.max_processes,
+                           parent=jail.cgroup if jail is not None else None)
+    cmd = _worker_command(prepared, folders, cell_timeout=cell_timeout, isolation=isolation, jail=jail,
+                          limits=limits, interrupt_grace=interrupt_grace)
+    env = _worker_environment(folders, isolation, jobs, threads)
     try:
-        out = run_bounded(cgroup.wrap(cmd, sys.executable), work, env,
-                          course_dir / "work" / f"{student}__{nb_name}.log", timeout, memory_mb,
-                          adopt=runtime / KERNEL_PID_FILE if jail is not None else None, cgroup=cgroup)
-        full = [name for name, f in folders.items() if f.full() and f.used_mb() > used_before[name]]
-        executed = work / "autograded" / student / ASSIGNMENT / f"{nb_name}.ipynb"
+        out = run_bounded(cgroup.wrap(cmd, sys.executable), prepared.work, env, prepared.log, timeout,
+                          limits.memory_mb, adopt=folders.runtime / KERNEL_PID_FILE if jail is not None else None,
+                          cgroup=cgroup)
+        full = [name for name, f in capped_folders.items() if f.full() and f.used_mb() > used_before[name]]
+        executed = prepared.work / "autograded" / prepared.student / ASSIGNMENT / f"{prepared.notebook}.ipynb"
         if executed.exists():   # out of the working folder's tmpfs before it goes
-            executed = Path(shutil.copy(executed, work / "executed.ipynb"))
+            executed = Path(shutil.copy(executed, prepared.work / "executed.ipynb"))
     finally:
         cgroup.remove()
-        if jail is None:
-            for f in folders.values():
-                f.release()
-        shutil.rmtree(temp, ignore_errors=True)
-        if jail is None:
-            shutil.rmtree(runtime, ignore_errors=True)
-    result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb), cpu_s=round(out.cpu_s, 1),
-                  bounded_by=out.bounded_by if out.bounded_by != "watchdog" else f"RSS watchdog ({cgroup.why})",
-                  peak_memory_mb=round(out.peak_memory_mb),
-                  peak_processes=out.peak_processes, pids_refused=out.pids_refused, oom_kills=out.oom_kills)
-    guard = {}
-    if report.exists():
-        try:
-            guard = json.loads(report.read_text())
-        except Exception:
-            guard = {"findings": ["guard report unreadable"]}
+        folders.remove()
+    return WorkerRun(out, executed, tuple((name, capped_folders[name].cap_mb) for name in full), cgroup.why)
+
+
+def _read_guard_report(report: Path) -> dict:
+    if not report.exists():
+        return {}
+    try:
+        return json.loads(report.read_text())
+    except Exception:
+        return {"findings": ["guard report unreadable"]}
+
+
+@dataclass(frozen=True)
+class Collected:
+    """The row's verdict on a run, and what of the executed notebook goes to the feedback step."""
+    status: str
+    reasons: list[str]
+    scores: dict | None   # integrity.score_notebook's result (None: nothing executed to score)
+    notebook: nbformat.NotebookNode | None   # the executed notebook, instructor lines redacted
+
+
+def _collect(prepared: Prepared, worker_run: WorkerRun, source_nb, points: dict, *, timeout: float,
+             cell_timeout: float, limits: Limits) -> Collected:
+    """Read what the run left (the guard's report, the executed notebook, the worker's log) into an
+    `Outcome` and classify it."""
+    out = worker_run.out
+    guard = _read_guard_report(prepared.report)
     findings = list(guard.get("findings", []))
     nb = scores = None
     stopped = out.timed_out or (out.out_of_memory and not out.oom_kills)   # by the time limit or the watchdog
-    crashed = not stopped and (out.returncode != 0 or not executed.exists())
+    crashed = not stopped and (out.returncode != 0 or not worker_run.executed.exists())
     if not stopped and not crashed:
-        nb = nbformat.read(str(executed), as_version=4)
-        n_leaked = redact(nb, instructor_lines(source_nb, nbformat.read(str(release_nb), as_version=4)))
+        nb = nbformat.read(str(worker_run.executed), as_version=4)
+        n_leaked = redact(nb, instructor_lines(source_nb, nbformat.read(str(prepared.release), as_version=4)))
         if n_leaked:
             findings.append(f"its outputs held {n_leaked} line(s) of the instructor's hidden tests or "
                             "solutions (removed from the feedback)")
         scores = score_notebook(nb, points)
-        result["scores"] = scores["scores"]
-    tail = (course_dir / "work" / f"{student}__{nb_name}.log").read_text(errors="replace")[-600:] if crashed else ""
+    tail = prepared.log.read_text(errors="replace")[-600:] if crashed else ""
     status, reasons = classify(Outcome(
-        timeout=timeout, cell_timeout=cell_timeout, memory_mb=memory_mb, max_processes=limits.max_processes,
+        timeout=timeout, cell_timeout=cell_timeout, memory_mb=limits.memory_mb, max_processes=limits.max_processes,
         tmp_mb=limits.tmp_mb, home_mb=limits.home_mb, timed_out=out.timed_out, out_of_memory=out.out_of_memory,
-        oom_kills=out.oom_kills, returncode=out.returncode, executed=executed.exists(),
+        oom_kills=out.oom_kills, returncode=out.returncode, executed=worker_run.executed.exists(),
         kernel_died="DeadKernelError" in tail or "Kernel died" in tail, bounded_by=out.bounded_by,
-        pids_refused=out.pids_refused, full_folders=tuple((name, folders[name].cap_mb) for name in full),
-        submission_problems=tuple(chk.problems), findings=tuple(findings), stuck_at=guard.get("stuck_at"),
-        died_at=guard.get("died_at"), scores=scores))
-    result["status"] = status
-    result["reasons"] = reasons
-    if nb is not None:
-        if status != GRADED:
-            nb.cells.insert(0, _status_cell(status, reasons))
-        result["executed"] = nb
+        pids_refused=out.pids_refused, full_folders=worker_run.full_folders,
+        submission_problems=tuple(prepared.check.problems), findings=tuple(findings),
+        stuck_at=guard.get("stuck_at"), died_at=guard.get("died_at"), scores=scores))
+    return Collected(status, reasons, scores, nb)
+
+
+def grade_one(course_dir: Path, student: str, nb_name: str, *, jobs: int, timeout: float,
+              cell_timeout: float, memory_mb: int, keep_work: bool, threads: int = 1,
+              isolation: str = GUARD, jail=None, limits: Limits | None = None,
+              interrupt_grace: float = INTERRUPT_GRACE_S, max_notebook_mb: float = MAX_NOTEBOOK_MB) -> dict:
+    """Grade one submitted notebook: prepare it, run it, collect and classify what came back.
+    `jail`: the student's `StudentJail` (sandbox mode with forked kernels); its kernel then forks
+    from the student's zygote and works in the jail's scratch folder for this notebook.  `limits`:
+    processes, /tmp and home caps (memory_mb wins over limits.memory_mb)."""
+    limits = replace(limits or Limits(), memory_mb=memory_mb)
+    source_nb = nbformat.read(str(course_dir / "source" / ASSIGNMENT / f"{nb_name}.ipynb"), as_version=4)
+    points = test_cells(source_nb)
+    result = {"student": student, "notebook": nb_name, "max_score": sum(points.values()),
+              "scores": {g: 0.0 for g in points}, "max_scores": points, "wall_s": 0.0,
+              "peak_rss_mb": 0.0, "reasons": [], "executed": None, "isolation": isolation,
+              "kernel": "forked" if jail is not None else "fresh"}
+    prepared = _prepare(course_dir, student, nb_name, max_notebook_mb)
+    if isinstance(prepared, str):   # not a notebook: nothing to run
+        result.update(status=INVALID, reasons=[prepared])
+        return result
+
+    worker_run = _run_worker(prepared, jobs=jobs, threads=threads, timeout=timeout, cell_timeout=cell_timeout,
+                             isolation=isolation, jail=jail, limits=limits, interrupt_grace=interrupt_grace)
+    out = worker_run.out
+    bounded_by = out.bounded_by if out.bounded_by != "watchdog" else f"RSS watchdog ({worker_run.cgroup_why})"
+    result.update(wall_s=round(out.wall_s, 1), peak_rss_mb=round(out.peak_rss_mb), cpu_s=round(out.cpu_s, 1),
+                  bounded_by=bounded_by, peak_memory_mb=round(out.peak_memory_mb),
+                  peak_processes=out.peak_processes, pids_refused=out.pids_refused, oom_kills=out.oom_kills)
+    collected = _collect(prepared, worker_run, source_nb, points, timeout=timeout, cell_timeout=cell_timeout,
+                         limits=limits)
+    if collected.scores is not None:
+        result["scores"] = collected.scores["scores"]
+    result["status"] = collected.status
+    result["reasons"] = collected.reasons
+    if collected.notebook is not None:
+        if collected.status != GRADED:
+            collected.notebook.cells.insert(0, _status_cell(collected.status, collected.reasons))
+        result["executed"] = collected.notebook
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(prepared.work, ignore_errors=True)
     return result
 
 
