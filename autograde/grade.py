@@ -199,12 +199,14 @@ def _kernel_folders(prepared: Prepared, isolation: str, jail, limits: Limits) ->
     # In the sandbox the kernel works in nbgrader's own autograded folder (the only part of the
     # course it can see); without one, in a scratch folder away from the course's files.
     temp = Path(tempfile.mkdtemp(prefix="lwg-"))
-    runtime = Path(tempfile.mkdtemp(prefix="lwk-"))
     scratch = (prepared.work / "autograded" / prepared.student / ASSIGNMENT if isolation == SANDBOX
                else temp / "scratch")
     if jail is not None:   # the student's jail has this notebook's folders already (bound at its start)
         return KernelFolders(temp, jail.runtime(prepared.notebook), jail.scratch(prepared.notebook),
                              jail.home_folder, jail.tmp_folder, jail.scratch_folder, jailed=True)
+    # connection files: made only here, where remove() takes them away again (a jail has its own;
+    # making one for a jailed notebook too left an empty /tmp/lwk-* behind for each)
+    runtime = Path(tempfile.mkdtemp(prefix="lwk-"))
     # this notebook's own home, /tmp and working folder: size-capped tmpfs
     home_folder = CappedFolder.create(temp / "home", limits.home_mb)
     tmp_folder = CappedFolder.create(temp / "tmp", limits.tmp_mb)
