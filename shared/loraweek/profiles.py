@@ -134,8 +134,8 @@ _SIZES = {
     #   On a CPU every forward pass over an example costs about the same (~0.8 s for ~300 tokens at
     #   ~100 GFLOP/s: compute-bound), so the minutes scale with the examples read: 2026-12-03 halved
     #   the scored messages (64 -> 32 per split; the intervals widen by ~1.4x), validation 16 -> 12
-    #   messages a point, the sweep 4 -> 3 steps, Day 4's curves 6 -> 4 steps and its regularisation
-    #   runs 8 -> 6, Day 5's compression 8 -> 4 messages a variant.  The measured minutes after it are
+    #   messages a point, the sweep 4 -> 3 steps, Day 4's curves 6 -> 4 steps, Day 5's compression
+    #   8 -> 4 messages a variant.  The measured minutes after it are
     #   in loraweek.notebook.timings (printed by every notebook) and docs/MEASUREMENTS.md.
     "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
                    eval_examples=12, max_steps=30, batch_size=2, grad_accum=4, learning_rate=2e-3, lora_r=16,
@@ -165,7 +165,8 @@ _SIZES = {
 # step 20 (tests/test_regularisation.py).  Cost, estimated from Day 2's 0.83 s per ci step (1
 # thread, shared cores): ~46 steps and ~25 evaluations of 16 messages, well under a minute idle
 # (measured only on cores shared with ~12 other processes, where it took several minutes).
-# laptop (SmolLM2): 8 steps each took 224 s of Day 4 (2026-12-03, docs/MEASUREMENTS.md); now 6.
+# laptop (SmolLM2): 8 steps each took 224 s of Day 4 (2026-12-03, docs/MEASUREMENTS.md); 6 took 200 s
+# but draw 7 points, and a validation curve needs 8 (tests/test_regularisation.py), so 8 it stays.
 # curve_steps: Day 4's three loss-curve runs (section 6) take curve_steps, curve_steps and 2 x curve_steps
 # steps of min(8, batch_size) examples without accumulation.  Until 2026-12-02 they took batch 8 with the
 # profile's accumulation (laptop: 8 x 4 = 32 examples a step) and 16/16/32 steps: 52 of Day 4's 73
@@ -174,7 +175,7 @@ _SIZES = {
 _REGULARISATION = {
     "ci": dict(reg_train_examples=16, reg_steps=30, reg_eval_every=2, reg_eval_examples=16, reg_patience=3,
                curve_steps=16),
-    "laptop": dict(reg_train_examples=8, reg_steps=6, reg_eval_every=1, reg_eval_examples=4, reg_patience=2,
+    "laptop": dict(reg_train_examples=8, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2,
                    curve_steps=4),
     "colab": dict(reg_train_examples=32, reg_steps=60, reg_eval_every=3, reg_eval_examples=64, reg_patience=3,
                   curve_steps=16),

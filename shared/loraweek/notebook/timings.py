@@ -12,7 +12,8 @@ MEASURED = {
     "laptop": "`bash run.sh course --profile laptop --only dayN`, 2-core AMD EPYC (AVX2, ~100-118 GFLOP/s fp32 "
               "matmul): Days 1-3 and 5 on 2026-12-02 (Day 2 at lr 2e-3, 1,362 s, the cores otherwise idle; Days 3 "
               "and 5 with niced test runs sharing the cores), Day 4 on 2026-12-03 at 1523227 after the laptop sizes "
-              "were trimmed (1,011 s, the cores otherwise idle), Day 5 the same way (760 s); Days 1-3 at the sizes "
+              "were trimmed (1,011 s, the cores otherwise idle, with its regularisation runs at 6 steps; they went "
+              "back to 8, which took 24 s more before: ~17.3 min), Day 5 the same way (760 s); Days 1-3 at the sizes "
               "before that trim (Days 2 and 3: upper bounds now); docs/MEASUREMENTS.md has the cells that take the time",
 }
 
@@ -21,7 +22,7 @@ MINUTES = {
     "day1_lora_qlora_intro": {"ci": 1.2, "laptop": 5.0, "colab": None, "gpu": None},
     "day2_qlora_finetuning": {"ci": 3.7, "laptop": 22.7, "colab": None, "gpu": None},
     "day3_method_comparison": {"ci": 11.0, "laptop": 38.5, "colab": None, "gpu": None},
-    "day4_evaluation": {"ci": 2.8, "laptop": 16.9, "colab": None, "gpu": None},
+    "day4_evaluation": {"ci": 2.8, "laptop": 17.3, "colab": None, "gpu": None},
     "day5_deployment": {"ci": 1.4, "laptop": 12.7, "colab": None, "gpu": None},
 }
 
