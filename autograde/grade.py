@@ -205,7 +205,7 @@ def _kernel_folders(prepared: Prepared, isolation: str, jail, limits: Limits) ->
         return KernelFolders(temp, jail.runtime(prepared.notebook), jail.scratch(prepared.notebook),
                              jail.home_folder, jail.tmp_folder, jail.scratch_folder, jailed=True)
     # connection files: made only here, where remove() takes them away again (a jail has its own;
-    # making one for a jailed notebook too left an empty /tmp/lwk-* behind for each)
+    # making one for a jailed notebook too left an empty lwk-* folder behind for each)
     runtime = Path(tempfile.mkdtemp(prefix="lwk-"))
     # this notebook's own home, /tmp and working folder: size-capped tmpfs
     home_folder = CappedFolder.create(temp / "home", limits.home_mb)

@@ -45,9 +45,10 @@ def test_the_kernel_module_compiles_and_imports_standalone_without_effects():
 
 
 def test_the_sent_cell_carries_the_configured_values_and_no_placeholder():
-    plain = json.dumps({"secret": ["/srv/grading"], "scratch": ["/tmp/x"]})
+    grading, scratch = str(ROOT / "build" / "grading"), str(ROOT / "build" / "scratch")   # carried, never opened
+    plain = json.dumps({"secret": [grading], "scratch": [scratch]})
     assert "%(" not in cell_guard.kernel_code("0123abcd", plain)
-    policy = json.dumps({"secret": ["/srv/" + ODD], "scratch": ["/tmp/x"]})
+    policy = json.dumps({"secret": [str(ROOT / "build" / ODD)], "scratch": [scratch]})
     code = cell_guard.kernel_code("0123abcd", policy)
     tree = ast.parse(code)
     compile(tree, "<guard>", "exec")
