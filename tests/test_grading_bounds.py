@@ -228,11 +228,15 @@ def test_cgroup_counts_tmpfs_pages_an_rss_sum_never_sees(tmp_path):
 @needs_cgroup
 def test_cgroup_caps_processes(tmp_path):
     cg = Cgroup.create("test-pids", 200, 20)
+    # the probe above made a group; this one must be made too, or the bomb below runs unbounded
+    assert cg.enforced, f"could not make the test's cgroup: {cg.why}"
     try:
         r = _run_in(cg, "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
                         "            time.sleep(30)\n        n += 1\nexcept OSError:\n    print('refused at', n)")
         assert "refused at" in r.stdout, r.stderr
-        assert int(r.stdout.split()[-1]) < 20 and cg.pids_refused() >= 1
+        forks, refused = int(r.stdout.split()[-1]), cg.pids_refused()
+        assert forks < 20 and refused >= 1, (f"{forks} forks before one was refused, {refused} refused by the "
+                                            f"group's pids.max (20); the group: {cg.pids_dir}")
     finally:
         cg.remove()   # kills the sleeping children too
     assert not cg.pids()
