@@ -48,10 +48,19 @@ system_packages() {
   fi
 }
 
+# One worker per core, at most two (each holds a notebook kernel or a graded class: ~2-3 GB);
+# a one-core machine runs serially.
+test_workers() {
+  local cores; cores=$(nproc 2>/dev/null || echo 1)
+  echo "${LORAWEEK_TEST_WORKERS:-$(( cores < 2 ? 0 : 2 ))}"
+}
+
 case "${1:-}" in
   course) setup; shift; exec python -m scripts.run_course "$@" ;;
-  # Serial: the parallel run measured no faster (docs/MEASUREMENTS.md, 2026-12-03). To try both
-  # cores anyway: `bash run.sh test -n 2 --dist loadfile` (a module's tests on one worker).
-  test)   setup; system_packages; shift; exec python -m pytest -q --durations=15 "$@" ;;
+  # Both cores: two pytest-xdist workers, each test file on one worker (its module fixtures built
+  # once) except the notebooks, the longest first (tests/suite_scheduling.py; figures in
+  # docs/MEASUREMENTS.md). Serial: `bash run.sh test -n 0`; more workers: LORAWEEK_TEST_WORKERS=4.
+  test)   setup; system_packages; shift
+          exec python -m pytest -q --durations=15 -n "$(test_workers)" --dist loadscope "$@" ;;
   *) echo "usage: bash run.sh course|test [extra args]" >&2; exit 2 ;;
 esac

@@ -5,9 +5,11 @@ the data (it still needs the ci model, built once into the cache); `bash run.sh 
 everything (what CI runs).  A test is slow when its module is in SLOW_MODULES (what each one
 runs is said beside it) or when it asks for a fixture in SLOW_FIXTURES.
 
-In parallel (`bash run.sh test -n 2 --dist loadfile`, not the default: docs/MEASUREMENTS.md,
-2026-12-03) each worker computes with cores / workers threads, so two workers do not fight over
-the same cores; the caches the workers share are built under file locks (loraweek.cache).
+In parallel (what `bash run.sh test` does: two pytest-xdist workers, `--dist loadscope` with the
+scheduler in tests/suite_scheduling.py: whole files per worker except the notebooks, the longest
+first) each worker computes with cores / workers threads, so two workers do not fight over the
+same cores; the caches the workers share are built under file locks (loraweek.cache).  Serial:
+`bash run.sh test -n 0`.
 """
 import os
 from pathlib import Path
@@ -50,6 +52,28 @@ if _workers() > 1:  # before torch is imported: its thread pool is sized once
     _threads = str(max(1, len(os.sched_getaffinity(0)) // _workers()))
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, _threads)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help="write what each test took to tests/suite_durations.json, which orders "
+                          "the parallel run's work longest first (tests/suite_scheduling.py)")
+
+
+def pytest_configure(config):
+    if config.getoption("record_durations") and not hasattr(config, "workerinput"):  # the controller
+        from suite_scheduling import DurationRecorder, record_path
+
+        config.pluginmanager.register(DurationRecorder(record_path(config)), "duration-recorder")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadscope":
+        from suite_scheduling import make_scheduler
+
+        return make_scheduler(config, log)
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
