@@ -7,8 +7,8 @@ runs is said beside it) or when it asks for a fixture in SLOW_FIXTURES.
 
 In parallel (what `bash run.sh test` does: two pytest-xdist workers, `--dist loadscope` with the
 scheduler in tests/suite_scheduling.py: whole files per worker except the notebooks, the longest
-first) each worker keeps every core's thread, with OpenMP's waiting threads asleep (below); the
-caches the workers share are built under file locks (loraweek.cache).  Serial:
+first) each worker computes with cores / workers threads, so two workers do not fight over the
+same cores; the caches the workers share are built under file locks (loraweek.cache).  Serial:
 `bash run.sh test -n 0`.
 """
 import os
@@ -48,11 +48,10 @@ def _workers() -> int:
     return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
-if _workers() > 1:  # before torch (or a notebook kernel) starts: OpenMP reads it once
-    # Every worker keeps all the cores' threads (one each measured 1.37x, docs/MEASUREMENTS.md): when
-    # one worker waits on a server or a kernel starting, the other's training gets both cores.  PASSIVE:
-    # a thread that waits at a barrier sleeps instead of spinning on a core its neighbour needs.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if _workers() > 1:  # before torch is imported: its thread pool is sized once
+    _threads = str(max(1, len(os.sched_getaffinity(0)) // _workers()))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
 
 
 def pytest_addoption(parser):
