@@ -39,7 +39,7 @@ def read_durations(path: Path) -> dict[str, float]:
         return {k: float(v) for k, v in json.loads(path.read_text()).items()}
     except FileNotFoundError:
         return {}
-    except (ValueError, AttributeError) as exc:   # a broken record must not stop the suite
+    except (ValueError, AttributeError) as exc:   # stop, saying how to mend it: never a silent reorder
         raise SystemExit(f"{path}: not a JSON object of test id -> seconds ({exc}); delete it or "
                          "rewrite it with `bash run.sh test --record-durations`") from exc
 
