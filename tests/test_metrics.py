@@ -231,6 +231,25 @@ def test_log_likelihood_scoring_equals_a_direct_computation(tiny):
     assert [m[0] for m in moved] == pytest.approx([g[0] for g in got], abs=1e-4)
 
 
+def test_log_likelihood_reads_the_context_once_with_the_same_numbers_on_a_lora_llama(tiny):
+    """choice_logprobs reads the context once and repeats its cache over the choices: on a Llama
+    (SmolLM2's architecture) wrapped in a LoRA adapter with non-zero B, the sums equal one direct
+    forward pass per choice."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = tiny
+    torch.manual_seed(1)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True)
+    model = get_peft_model(LlamaForCausalLM(cfg), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)).eval()
+    context = "Khách hàng: tôi chưa nhận được hàng.\nÝ định:"
+    choices = ["delivery_complaint", "refund", "x"]  # different lengths: the padded rows must not leak
+    got = loglik.choice_logprobs(model, tok, context, choices)
+    for (ll, _), choice in zip(got, choices):
+        assert ll == pytest.approx(_direct_logprob(model, tok, context, " " + choice), abs=1e-4)
+
+
 def test_acc_norm_divides_by_the_stated_length(tiny):
     model, tok = tiny
     items = [{"context": "Hỏi: màu của lá?\nĐáp:", "choices": ["xanh lá", "đỏ", "vàng nhạt ở mùa thu"], "answer": 0}]

@@ -73,6 +73,7 @@ class Profile:
     curve_steps: int                # Day 4's loss-curve runs: steps of the healthy and under-fitting runs
                                     # (the over-fitting one takes twice as many), at min(8, batch) x 1
     compress_examples: int = 8      # Day 5's compression section: test messages each variant answers (on the CPU)
+    format_examples: int = 12       # Day 5's structured output: short messages sent with and without response_format
     quantization: str | None = "nf4"  # the frozen base of the profile's own training run (run_qlora,
                                       # the course adapter): "nf4" = QLoRA, None = plain LoRA
     dpo_steps: int = 8              # Day 3's DPO run (its training pairs: one epoch of them)
@@ -140,7 +141,7 @@ _SIZES = {
     "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
                    eval_examples=12, max_steps=30, batch_size=2, grad_accum=4, learning_rate=2e-3, lora_r=16,
                    lora_alpha=32, sweep_steps=3, sweep_points=1, eval_every=4, save_every=15,
-                   gradient_checkpointing=False, max_new_tokens=160, score_examples=32, compress_examples=4,
+                   gradient_checkpointing=False, max_new_tokens=160, score_examples=32, compress_examples=4, format_examples=6,
                    dpo_steps=2, dpo_pairs=8),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
@@ -165,8 +166,10 @@ _SIZES = {
 # step 20 (tests/test_regularisation.py).  Cost, estimated from Day 2's 0.83 s per ci step (1
 # thread, shared cores): ~46 steps and ~25 evaluations of 16 messages, well under a minute idle
 # (measured only on cores shared with ~12 other processes, where it took several minutes).
-# laptop (SmolLM2): 8 steps each took 224 s of Day 4 (2026-12-03, docs/MEASUREMENTS.md); 6 took 200 s
-# but draw 7 points, and a validation curve needs 8 (tests/test_regularisation.py), so 8 it stays.
+# The runs take one micro-batch a step (Day 4 passes profile.replace(batch_size=min(8, batch), grad_accum=1),
+# as for its loss curves).  laptop (SmolLM2): at batch 2 x accumulation 4 on 8 examples, 6 steps took
+# 200 s of Day 4 (2026-12-03, docs/MEASUREMENTS.md) for 7 points; now 8 steps of 2 examples over 4
+# examples (2 steps an epoch, 4 epochs, 9 points) read 16 training examples a run instead of 40.
 # curve_steps: Day 4's three loss-curve runs (section 6) take curve_steps, curve_steps and 2 x curve_steps
 # steps of min(8, batch_size) examples without accumulation.  Until 2026-12-02 they took batch 8 with the
 # profile's accumulation (laptop: 8 x 4 = 32 examples a step) and 16/16/32 steps: 52 of Day 4's 73
@@ -175,7 +178,7 @@ _SIZES = {
 _REGULARISATION = {
     "ci": dict(reg_train_examples=16, reg_steps=30, reg_eval_every=2, reg_eval_examples=16, reg_patience=3,
                curve_steps=16),
-    "laptop": dict(reg_train_examples=8, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2,
+    "laptop": dict(reg_train_examples=4, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2,
                    curve_steps=4),
     "colab": dict(reg_train_examples=32, reg_steps=60, reg_eval_every=3, reg_eval_examples=64, reg_patience=3,
                   curve_steps=16),
@@ -191,7 +194,7 @@ _REGULARISATION = {
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
                      eval_every=2, save_every=2, score_examples=4, max_new_tokens=24,
                      reg_train_examples=8, reg_steps=4, reg_eval_every=1, reg_eval_examples=4, reg_patience=1, curve_steps=4,
-                     compress_examples=2, dpo_steps=2, dpo_pairs=4)
+                     compress_examples=2, format_examples=4, dpo_steps=2, dpo_pairs=4)
 
 
 def _detect() -> tuple[str, str]:
