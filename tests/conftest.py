@@ -40,6 +40,10 @@ SLOW_MODULES = {
     "test_compression": "Day 5's compressed variants", "test_export": "merge and export",
     "test_serving_fuzz": "a server per case",
 }
+# the parallel run's scheduler and --record-durations (tests/ is on sys.path: pytest's rootdir-relative
+# conftest import puts it there)
+pytest_plugins = ("suite_scheduling",)
+
 # the course adapter (trained once per cache) and the live server it feeds
 SLOW_FIXTURES = {"adapter", "server"}
 
@@ -52,28 +56,6 @@ if _workers() > 1:  # before torch is imported: its thread pool is sized once
     _threads = str(max(1, len(os.sched_getaffinity(0)) // _workers()))
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, _threads)
-
-
-def pytest_addoption(parser):
-    parser.addoption("--record-durations", action="store_true",
-                     help="write what each test took to tests/suite_durations.json, which orders "
-                          "the parallel run's work longest first (tests/suite_scheduling.py)")
-
-
-def pytest_configure(config):
-    if config.getoption("record_durations") and not hasattr(config, "workerinput"):  # the controller
-        from suite_scheduling import DurationRecorder, record_path
-
-        config.pluginmanager.register(DurationRecorder(record_path(config)), "duration-recorder")
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") == "loadscope":
-        from suite_scheduling import make_scheduler
-
-        return make_scheduler(config, log)
-    return None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,12 +16,17 @@ notebooks, Day 3's notebook, ...) among hundreds of short tests:
 Why not `--dist loadgroup` with `xdist_group` marks: with pytest 9.2 and pytest-xdist 3.8 the
 marks are ignored (xdist writes the group into `item._nodeid`, which pytest 9 no longer reads),
 so one group's tests spread over both workers (docs/MEASUREMENTS.md, 2026-12-03).
+
+This module is a pytest plugin (tests/conftest.py loads it with `pytest_plugins`): its hooks add
+`--record-durations` and hand xdist the scheduler.
 """
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from pathlib import Path
+
+import pytest
 
 RECORD = "tests/suite_durations.json"   # under the rootdir (the checkout)
 
@@ -48,6 +53,23 @@ def unit_of(nodeid: str) -> str:
     """The unit a test runs in: its file, or the test itself for a file in SPLIT_FILES."""
     path = nodeid.split("::", 1)[0]
     return nodeid if path in SPLIT_FILES else path
+
+
+# ---------------------------------------------------------------- the plugin's hooks
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help=f"write what each test took to {RECORD}, which orders the parallel run's "
+                          "work longest first (tests/suite_scheduling.py)")
+
+
+def pytest_configure(config):
+    if config.getoption("record_durations") and not hasattr(config, "workerinput"):  # the controller
+        config.pluginmanager.register(DurationRecorder(record_path(config)), "duration-recorder")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    return make_scheduler(config, log) if config.getvalue("dist") == "loadscope" else None
 
 
 def make_scheduler(config, log):

@@ -12,28 +12,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from suite_scheduling import read_durations, unit_of  # noqa: E402
 
-# the toy's conftest wires the scheduler exactly as tests/conftest.py does
+# the toy's conftest loads the scheduler plugin exactly as tests/conftest.py does
 CONFTEST = f"""
 import sys
-import pytest
 sys.path.insert(0, {str(HERE)!r})
-
-
-def pytest_addoption(parser):
-    parser.addoption("--record-durations", action="store_true")
-
-
-def pytest_configure(config):
-    if config.getoption("record_durations") and not hasattr(config, "workerinput"):
-        from suite_scheduling import DurationRecorder, record_path
-        config.pluginmanager.register(DurationRecorder(record_path(config)), "duration-recorder")
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") == "loadscope":
-        from suite_scheduling import make_scheduler
-        return make_scheduler(config, log)
+pytest_plugins = ("suite_scheduling",)
 """
 # every test appends "worker test pid" to LOG, so the test below sees who ran what, in which order
 TOY = {
