@@ -74,6 +74,7 @@ class Profile:
                                     # (the over-fitting one takes twice as many), at min(8, batch) x 1
     compress_examples: int = 8      # Day 5's compression section: test messages each variant answers (on the CPU)
     format_examples: int = 12       # Day 5's structured output: short messages sent with and without response_format
+    latency_repeats: int = 3        # Day 3's latency per token: timed generations per method and form (after a warm-up)
     quantization: str | None = "nf4"  # the frozen base of the profile's own training run (run_qlora,
                                       # the course adapter): "nf4" = QLoRA, None = plain LoRA
     dpo_steps: int = 8              # Day 3's DPO run (its training pairs: one epoch of them)
@@ -142,6 +143,7 @@ _SIZES = {
                    eval_examples=12, max_steps=30, batch_size=2, grad_accum=4, learning_rate=2e-3, lora_r=16,
                    lora_alpha=32, sweep_steps=3, sweep_points=1, eval_every=4, save_every=15,
                    gradient_checkpointing=False, max_new_tokens=160, score_examples=32, compress_examples=4, format_examples=6,
+                   latency_repeats=1,
                    dpo_steps=2, dpo_pairs=8),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
                   eval_examples=200, max_steps=300, batch_size=8, grad_accum=2,
@@ -194,7 +196,7 @@ _REGULARISATION = {
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
                      eval_every=2, save_every=2, score_examples=4, max_new_tokens=24,
                      reg_train_examples=8, reg_steps=4, reg_eval_every=1, reg_eval_examples=4, reg_patience=1, curve_steps=4,
-                     compress_examples=2, format_examples=4, dpo_steps=2, dpo_pairs=4)
+                     compress_examples=2, format_examples=4, latency_repeats=1, dpo_steps=2, dpo_pairs=4)
 
 
 def _detect() -> tuple[str, str]:

@@ -34,7 +34,7 @@ class CompareBudget:
         # Comparing learning rates needs a few steps per run: with fewer than 4 (grading
         # sizes) each method runs once, at the top of its grid.
         return cls(steps=profile.sweep_steps, score_examples=max(4, profile.score_examples // 10),
-                   latency_tokens=max(4, profile.max_new_tokens // 4), latency_repeats=3,
+                   latency_tokens=max(4, profile.max_new_tokens // 4), latency_repeats=profile.latency_repeats,
                    sweep_points=profile.sweep_points if profile.sweep_steps >= 4 else 1)
 
 
