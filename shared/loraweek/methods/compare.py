@@ -145,11 +145,11 @@ def counted_training_mb(model, trainable: int, probe_batch: dict) -> float:
     """Weights + fp32 gradient and two Adam moments per trainable parameter + saved activations.
 
     Counted, not sampled, so it is clean inside one long notebook process on CPU."""
-    from loraweek.memory import saved_activation_mb
+    from loraweek.memory import projected_saved_activation_mb
 
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     weights += sum(b.numel() * b.element_size() for b in model.buffers())
-    return weights / 2 ** 20 + trainable * 12 / 2 ** 20 + saved_activation_mb(model, probe_batch)
+    return weights / 2 ** 20 + trainable * 12 / 2 ** 20 + projected_saved_activation_mb(model, probe_batch)
 
 
 def base_parameter_count(profile: Profile) -> int:

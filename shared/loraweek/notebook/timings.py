@@ -9,21 +9,18 @@ from __future__ import annotations
 MEASURED = {
     "ci": "`bash run.sh test` from a fresh clone at 360a833 (tests/test_notebooks.py's durations), 2-core AMD "
           "EPYC, 2026-12-02, while another test run shared the cores (upper bounds; Day 3 most affected)",
-    "laptop": "`bash run.sh course --profile laptop --only dayN`, 2-core AMD EPYC (AVX2, ~100-118 GFLOP/s fp32 "
-              "matmul): Days 1-3 and 5 on 2026-12-02 (Day 2 at lr 2e-3, 1,362 s, the cores otherwise idle; Days 3 "
-              "and 5 with niced test runs sharing the cores), Day 4 on 2026-12-03 at 1523227 after the laptop sizes "
-              "were trimmed (1,011 s, the cores otherwise idle, with its regularisation runs at 6 steps; they went "
-              "back to 8, which took 24 s more before: ~17.3 min), Day 5 the same way (760 s); Days 1-3 at the sizes "
-              "before that trim (Days 2 and 3: upper bounds now); docs/MEASUREMENTS.md has the cells that take the time",
+    "laptop": "`bash run.sh course --profile laptop --only dayN`, 2-core AMD EPYC (AVX2, ~100 GFLOP/s fp32 "
+              "matmul), the cores otherwise idle: Days 2-5 at e5591ad on 2026-12-04, Day 1 on 2026-12-02; "
+              "docs/MEASUREMENTS.md (2026-12-04) has each day's wall time, peak RSS and the cells that take the time",
 }
 
 # notebook stem -> profile -> minutes of wall clock (None: not measured)
 MINUTES = {
     "day1_lora_qlora_intro": {"ci": 1.2, "laptop": 5.0, "colab": None, "gpu": None},
-    "day2_qlora_finetuning": {"ci": 3.7, "laptop": 22.7, "colab": None, "gpu": None},
-    "day3_method_comparison": {"ci": 11.0, "laptop": 38.5, "colab": None, "gpu": None},
-    "day4_evaluation": {"ci": 2.8, "laptop": 17.3, "colab": None, "gpu": None},
-    "day5_deployment": {"ci": 1.4, "laptop": 12.7, "colab": None, "gpu": None},
+    "day2_qlora_finetuning": {"ci": 3.7, "laptop": 19.5, "colab": None, "gpu": None},
+    "day3_method_comparison": {"ci": 11.0, "laptop": 36.5, "colab": None, "gpu": None},
+    "day4_evaluation": {"ci": 2.8, "laptop": 12.5, "colab": None, "gpu": None},
+    "day5_deployment": {"ci": 1.4, "laptop": 11.3, "colab": None, "gpu": None},
 }
 
 
