@@ -274,10 +274,12 @@ def test_reference_perplexity_equals_the_models_own_loss(tiny):
     res = reference_perplexity(model, tok, examples, max_len=512, batch_size=2)
     feats, _ = chat.tokenize_examples(tok, examples, 512)
     nll = tokens = 0.0
-    for f in feats:
+    for i, f in enumerate(feats):
         with torch.no_grad():
             out = model(torch.tensor([f["input_ids"]]), labels=torch.tensor([f["labels"]]))
         k = sum(l != chat.IGNORE_INDEX for l in f["labels"][1:])
+        # each example's own sum (the answer-only projection must keep rows apart), then the whole
+        assert res.nll[i] == pytest.approx(float(out.loss) * k, rel=1e-4) and res.tokens[i] == k
         nll += float(out.loss) * k
         tokens += k
     assert res.perplexity == pytest.approx(float(np.exp(nll / tokens)), rel=1e-4)

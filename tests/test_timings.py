@@ -33,5 +33,10 @@ def test_each_notebook_prints_its_own_row_in_its_first_cells(path):
 def test_describe_marks_the_run_and_says_what_is_not_measured():
     text = timings.describe("day1_lora_qlora_intro", "laptop")
     assert "laptop" in text and "<- this run" in text and "not measured yet" in text
+    assert "trains it" not in text  # Day 1 does not use the course adapter
+    later = timings.describe("day4_evaluation", "laptop")
+    assert f"about {timings.ADAPTER_MINUTES['laptop']:g} min more" in later
+    assert "not measured yet for this profile" in timings.describe("day4_evaluation", "colab")
+    assert set(timings.ADAPTER_MINUTES) == set(PROFILE_NAMES) and set(timings.USES_COURSE_ADAPTER) <= set(timings.MINUTES)
     with pytest.raises(ValueError, match="unknown notebook"):
         timings.describe("day9", "ci")

@@ -72,8 +72,10 @@ class Profile:
     reg_patience: int               # evaluations without a lower validation loss before stopping
     curve_steps: int                # Day 4's loss-curve runs: steps of the healthy and under-fitting runs
                                     # (the over-fitting one takes twice as many), at min(8, batch) x 1
+    curve_eval_examples: int        # validation messages of each point of those curves (the same ones every time)
     compress_examples: int = 8      # Day 5's compression section: test messages each variant answers (on the CPU)
     format_examples: int = 12       # Day 5's structured output: short messages sent with and without response_format
+    load_requests: int = 16         # Day 5's load test: requests sent by 1, 4 and 8 concurrent clients
     latency_repeats: int = 3        # Day 3's latency per token: timed generations per method and form (after a warm-up)
     quantization: str | None = "nf4"  # the frozen base of the profile's own training run (run_qlora,
                                       # the course adapter): "nf4" = QLoRA, None = plain LoRA
@@ -142,7 +144,8 @@ _SIZES = {
     "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
                    eval_examples=12, max_steps=30, batch_size=2, grad_accum=4, learning_rate=2e-3, lora_r=16,
                    lora_alpha=32, sweep_steps=3, sweep_points=1, eval_every=4, save_every=15,
-                   gradient_checkpointing=False, max_new_tokens=160, score_examples=32, compress_examples=4, format_examples=6,
+                   gradient_checkpointing=False, max_new_tokens=160, score_examples=32, compress_examples=4, format_examples=4,
+                   load_requests=8,
                    latency_repeats=1,
                    dpo_steps=2, dpo_pairs=8),
     "colab": dict(model_id="Qwen/Qwen2.5-0.5B-Instruct", max_seq_len=384, train_examples=3200,
@@ -179,13 +182,13 @@ _SIZES = {
 # colab / gpu: ~30 epochs over a small subset, a point every 3 steps: not measured.
 _REGULARISATION = {
     "ci": dict(reg_train_examples=16, reg_steps=30, reg_eval_every=2, reg_eval_examples=16, reg_patience=3,
-               curve_steps=16),
+               curve_steps=16, curve_eval_examples=32),
     "laptop": dict(reg_train_examples=4, reg_steps=8, reg_eval_every=1, reg_eval_examples=4, reg_patience=2,
-                   curve_steps=4),
+                   curve_steps=4, curve_eval_examples=4),
     "colab": dict(reg_train_examples=32, reg_steps=60, reg_eval_every=3, reg_eval_examples=64, reg_patience=3,
-                  curve_steps=16),
+                  curve_steps=16, curve_eval_examples=32),
     "gpu": dict(reg_train_examples=64, reg_steps=60, reg_eval_every=3, reg_eval_examples=128, reg_patience=3,
-                curve_steps=16),
+                curve_steps=16, curve_eval_examples=32),
 }
 
 # Autograding runs every cell of every submission: the smallest sizes that still execute
@@ -195,8 +198,8 @@ _REGULARISATION = {
 # Measured per notebook in autograde/README.md (python -m scripts.bench_grading).
 GRADING_SIZES = dict(max_steps=2, train_examples=16, eval_examples=4, batch_size=4, sweep_steps=1,
                      eval_every=2, save_every=2, score_examples=4, max_new_tokens=24,
-                     reg_train_examples=8, reg_steps=4, reg_eval_every=1, reg_eval_examples=4, reg_patience=1, curve_steps=4,
-                     compress_examples=2, format_examples=4, latency_repeats=1, dpo_steps=2, dpo_pairs=4)
+                     reg_train_examples=8, reg_steps=4, reg_eval_every=1, reg_eval_examples=4, reg_patience=1, curve_steps=4, curve_eval_examples=4,
+                     compress_examples=2, format_examples=4, load_requests=8, latency_repeats=1, dpo_steps=2, dpo_pairs=4)
 
 
 def _detect() -> tuple[str, str]:

@@ -138,8 +138,9 @@ def _tokens_seen_at(checkpoint: str | None) -> int:
 LOGITS_AT_LABELS_ONLY = True
 
 
-def _keep_positions(model, inputs) -> "torch.Tensor | None":
-    """Where the next token is a trained label, as the boolean mask `logits_to_keep` takes; None
+def label_positions(model, inputs) -> "torch.Tensor | None":
+    """Where the next token is a trained label, as the boolean mask `logits_to_keep` takes (the
+    loss here and Day 4's reference perplexity project only these positions); None
     where the model's own loss must be used (no labels, a model without `logits_to_keep`, a peft
     prompt-learning method other than prefix / prompt tuning)."""
     import inspect
@@ -171,7 +172,7 @@ def _trainer_class():
         eval_seconds = 0.0
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            keep = _keep_positions(model, inputs) if self.label_smoother is None and self.compute_loss_func is None else None
+            keep = label_positions(model, inputs) if self.label_smoother is None and self.compute_loss_func is None else None
             if keep is None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             inputs = dict(inputs)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from loraweek.data import chat
+from loraweek.training import label_positions
 
 
 @dataclass
@@ -46,11 +47,22 @@ def reference_perplexity(model, tokenizer, examples, max_len: int, batch_size: i
             ids = torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"])) for f in batch])
             mask = torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in batch])
             labels = torch.tensor([f["labels"] + [chat.IGNORE_INDEX] * (width - len(f["labels"])) for f in batch])
-            logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits.float()
-            # shift: the logits at t predict the label at t + 1
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:].to(model.device),
-                                                     ignore_index=chat.IGNORE_INDEX, reduction="none")
-            nll += loss.sum(dim=1).tolist()
+            inputs = dict(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
+            keep = label_positions(model, {**inputs, "labels": labels})
+            if keep is None:  # a model without `logits_to_keep`: every position, the prompt's too
+                logits = model(**inputs).logits.float()
+                # shift: the logits at t predict the label at t + 1
+                loss = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:].to(model.device),
+                                                         ignore_index=chat.IGNORE_INDEX, reduction="none")
+                nll += loss.sum(dim=1).tolist()
+            else:  # only the positions whose next token is an answer token (as in training): the
+                # prompt is most of each row, and its projection onto the vocabulary is wasted
+                logits = model(**inputs, logits_to_keep=keep.to(model.device)).logits.float()
+                logits = logits.reshape(-1, logits.shape[-1])          # [kept positions, vocab], row by row
+                loss = torch.nn.functional.cross_entropy(logits, labels[:, 1:][keep[:, :-1]].to(model.device),
+                                                         reduction="none")
+                rows = keep.nonzero()[:, 0]
+                nll += torch.zeros(len(batch), dtype=torch.float64).index_add_(0, rows, loss.cpu().double()).tolist()
             tokens += (labels[:, 1:] != chat.IGNORE_INDEX).sum(dim=1).tolist()
     finally:
         model.train(was_training)

@@ -24,6 +24,15 @@ MINUTES = {
 }
 
 
+# Days 3-5 start from the course adapter (loraweek.models.finetuned.course_adapter): the one Day 2
+# published in this runtime, or one cached by an earlier run.  Where neither exists (a fresh
+# runtime opening Day 3, 4 or 5 first), the first of them trains it, which MINUTES leaves out:
+# profile -> minutes of that training run (None: not measured).  laptop: "course adapter trained
+# in 580 s" inside Day 3 at e5591ad, 2026-12-04 (docs/MEASUREMENTS.md).
+USES_COURSE_ADAPTER = ("day3_method_comparison", "day4_evaluation", "day5_deployment")
+ADAPTER_MINUTES = {"ci": None, "laptop": 9.7, "colab": None, "gpu": None}
+
+
 def describe(notebook: str, profile_name: str | None = None) -> str:
     """One line per profile: the measured minutes, or 'not measured yet'; the current one marked."""
     if notebook not in MINUTES:
@@ -33,4 +42,9 @@ def describe(notebook: str, profile_name: str | None = None) -> str:
         mark = "  <- this run" if name == profile_name else ""
         when = f"about {minutes:g} min" if minutes is not None else "not measured yet"
         lines.append(f"  {name:<7} {when}{mark}")
+    if notebook in USES_COURSE_ADAPTER:
+        extra = ADAPTER_MINUTES.get(profile_name)
+        lines.append("  (with the course adapter Day 2 published in this runtime, or one cached earlier; without it this "
+                     "notebook first trains it: " + (f"about {extra:g} min more" if extra is not None else
+                                                     "not measured yet for this profile") + ")")
     return "\n".join(lines)
