@@ -141,6 +141,9 @@ _SIZES = {
     #   messages a point, the sweep 4 -> 3 steps, Day 4's curves 6 -> 4 steps, Day 5's compression
     #   8 -> 4 messages a variant.  The measured minutes after it are
     #   in loraweek.notebook.timings (printed by every notebook) and docs/MEASUREMENTS.md.
+    # - 2026-12-04 (5b3a9c3): Day 4's curve points validate on 4 messages (curve_eval_examples, was 12),
+    #   Day 5 sends 8 load-test requests (load_requests, was 16) and 4 format_examples (was 6).  From
+    #   e5591ad's cell times these should save ~55 s of Day 4 and ~90 s of Day 5; not re-timed yet.
     "laptop": dict(model_id=SMOLLM2_MODEL_ID, quantization=None, max_seq_len=384, train_examples=3200,
                    eval_examples=12, max_steps=30, batch_size=2, grad_accum=4, learning_rate=2e-3, lora_r=16,
                    lora_alpha=32, sweep_steps=3, sweep_points=1, eval_every=4, save_every=15,
